@@ -1,0 +1,123 @@
+"""Utility nodes: constant, gain, mix, pan."""
+from __future__ import annotations
+
+from patchlib import Input, Node, Output, Param, PatchError, Where, register
+
+from . import _basic
+
+GAIN = dict(range=(-16.0, 16.0), unit="x", smooth=0.01)
+
+
+@register("constant")
+class Constant(Node):
+    """A constant (or scored, smoothed) control value.
+
+    Example: ``level: {type: constant, value: 0.5}`` then ``gain: level``;
+    a score ``{at: 2, set: level.value, to: 1, over: 0}`` jumps at 2 s.
+    """
+
+    outputs = {"out": Output("the value", channels=1)}
+    params = {"value": Param(0.0, (-1e6, 1e6), doc="the value", smooth=0.01)}
+
+    def process(self, n, t):
+        self.out["out"][0, :n] = self.par["value"][:n]
+
+
+@register("gain")
+class Gain(Node):
+    """Multiplies a signal by a gain (give dB as '-6dB'); drive it with an envelope for a VCA.
+
+    Example: ``amp: {type: gain, in: filter, gain: -10dB}``
+    """
+
+    inputs = {"in": Input("signal")}
+    params = {"gain": Param(1.0, doc="linear factor (or in dB: -6dB)", **GAIN)}
+
+    def process(self, n, t):
+        _basic.gain_kernel(self.inp["in"], self.out["out"], n, self.par["gain"])
+
+
+@register("mix")
+class Mix(Node):
+    """Sum of N inputs, each with its own (modulatable) gain.
+
+    Write the inputs as a list and, optionally, their gains; each gain is a
+    param ``gain0``, ``gain1``, ... that can also be driven by a signal.
+
+    Example: ``sum: {type: mix, in: [osc1, osc2, noise], gains: [0.5, 0.5, -20dB]}``
+    """
+
+    options = {}
+
+    @classmethod
+    def expand(cls, body):
+        from patchlib.patch import LineDict
+
+        srcs = body.get("in")
+        if isinstance(srcs, str):
+            srcs = [srcs]
+        if not isinstance(srcs, list) or not srcs:
+            raise PatchError("mix needs 'in: [a, b, ...]' (a list of nodes)",
+                             Where(line=getattr(body, "line_of", lambda k: None)("in")), hint=None)
+        out = LineDict()
+        out.line = getattr(body, "line", 0)
+        line = body.line_of("in") if hasattr(body, "line_of") else 0
+        for k, v in body.items():
+            if k in ("in", "gains"):
+                continue
+            out[k] = v
+            out.lines[k] = body.line_of(k) if hasattr(body, "line_of") else 0
+        for i, s in enumerate(srcs):
+            out[f"in{i}"] = s
+            out.lines[f"in{i}"] = line
+        gains = body.get("gains")
+        if gains is not None:
+            gline = body.line_of("gains") if hasattr(body, "line_of") else 0
+            if not isinstance(gains, list) or len(gains) != len(srcs):
+                raise PatchError(f"gains must be a list of {len(srcs)} values, one per input",
+                                 Where(line=gline, key="gains"))
+            for i, g in enumerate(gains):
+                if f"gain{i}" not in out:
+                    out[f"gain{i}"] = g
+                    out.lines[f"gain{i}"] = gline
+        out["count"] = len(srcs)
+        out.lines["count"] = line
+        return out
+
+    from patchlib import Option as _Option
+
+    options = {"count": _Option(2, kind=int, doc="number of inputs (set by the 'in' list)")}
+    del _Option
+
+    @classmethod
+    def ports(cls, opts):
+        count = int(opts.get("count") or 2)
+        inputs = {f"in{i}": Input(f"input {i}") for i in range(count)}
+        params = {f"gain{i}": Param(1.0, doc=f"gain of input {i}", **GAIN) for i in range(count)}
+        return inputs, cls.outputs, params
+
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        self._pairs = [(self.inp[f"in{i}"], self.par[f"gain{i}"]) for i in range(int(self.opts["count"]))]
+
+    def process(self, n, t):
+        y = self.out["out"]
+        first = True
+        for x, g in self._pairs:
+            _basic.mac_kernel(x, y, n, g, first)
+            first = False
+
+
+@register("pan")
+class Pan(Node):
+    """Equal-power stereo panner: mono in, stereo out (-3 dB each side at the centre).
+
+    Example: ``p: {type: pan, in: osc, pan: {from: lfo}}``
+    """
+
+    inputs = {"in": Input("mono signal", channels=1)}
+    outputs = {"out": Output("stereo signal", channels=2)}
+    params = {"pan": Param(0.0, (-1.0, 1.0), doc="-1 left, 0 centre, +1 right")}
+
+    def process(self, n, t):
+        _basic.pan_kernel(self.inp["in"], self.out["out"], n, self.par["pan"])

@@ -1,0 +1,101 @@
+"""Numba kernels of the engine itself: param ramps, modulation maps, guards.
+
+Every kernel works sample by sample from explicit state, so a block split
+anywhere gives the same numbers (block-size invariance).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def ramp_lin(buf, n, state):
+    """Linear ramp. state = [value, increment, remaining samples, target]."""
+    v = state[0]
+    inc = state[1]
+    rem = state[2]
+    target = state[3]
+    for i in range(n):
+        if rem > 0.0:
+            v += inc
+            rem -= 1.0
+            if rem <= 0.0:
+                v = target
+        buf[i] = v
+    state[0] = v
+    state[2] = rem
+
+
+@numba.njit(cache=True, nogil=True)
+def ramp_exp(buf, n, state):
+    """Exponential ramp. state = [value, ratio per sample, remaining, target]."""
+    v = state[0]
+    r = state[1]
+    rem = state[2]
+    target = state[3]
+    for i in range(n):
+        if rem > 0.0:
+            v *= r
+            rem -= 1.0
+            if rem <= 0.0:
+                v = target
+        buf[i] = v
+    state[0] = v
+    state[2] = rem
+
+
+@numba.njit(cache=True, nogil=True)
+def map_affine(src, buf, n, a, b, lo, hi):
+    """buf = clip(a * mean_channels(src) + b, lo, hi)."""
+    c = src.shape[0]
+    for i in range(n):
+        x = src[0, i]
+        for k in range(1, c):
+            x += src[k, i]
+        if c > 1:
+            x /= c
+        y = a * x + b
+        if y < lo:
+            y = lo
+        elif y > hi:
+            y = hi
+        buf[i] = y
+
+
+@numba.njit(cache=True, nogil=True)
+def map_exp(src, buf, n, base, k, lo, hi):
+    """buf = clip(base * exp(k * (x + 1) / 2), lo, hi): -1..1 onto [base, base*e^k]."""
+    c = src.shape[0]
+    for i in range(n):
+        x = src[0, i]
+        for j in range(1, c):
+            x += src[j, i]
+        if c > 1:
+            x /= c
+        y = base * np.exp(k * (x + 1.0) * 0.5)
+        if y < lo:
+            y = lo
+        elif y > hi:
+            y = hi
+        buf[i] = y
+
+
+@numba.njit(cache=True, nogil=True)
+def all_finite(x, n):
+    """True when x[:, :n] holds no NaN or inf."""
+    for c in range(x.shape[0]):
+        for i in range(n):
+            v = x[c, i]
+            if not (v - v == 0.0):
+                return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def zero_nonfinite(x, n):
+    for c in range(x.shape[0]):
+        for i in range(n):
+            v = x[c, i]
+            if not (v - v == 0.0):
+                x[c, i] = 0.0
