@@ -154,7 +154,8 @@ class Engine:
                 if setting is not None and setting.kind == "mod":
                     src, sport = setting.source
                     ps.connect(self.nodes[src].out[sport], setting.range, setting.curve,
-                               setting.scale, setting.offset)
+                               setting.scale, setting.offset,
+                               nominal=self.nodes[src].ports_decl[1][sport].range)
                 states[pname] = ps
             self.params[name] = states
             node.par = {p: s.buf for p, s in states.items()}

@@ -120,10 +120,19 @@ class Input:
 
 @dataclass(frozen=True)
 class Output:
-    """An output port. ``channels``: an int, or ``None`` for 'as many as the widest input'."""
+    """An output port.
+
+    Args:
+        doc: what the port carries.
+        channels: an int, or ``None`` for 'as many as the widest input'.
+        range: the nominal range of the signal: a param driven with
+            ``{from: this, range: [lo, hi]}`` maps this range onto ``lo..hi``
+            (-1..1 for oscillators, 0..1 for envelopes).
+    """
 
     doc: str = ""
     channels: int | None = None
+    range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass

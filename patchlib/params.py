@@ -112,10 +112,11 @@ class ParamState:
             self.mode = RAMP_LIN
 
     def connect(self, src: np.ndarray, range_=None, curve: str | None = None,
-                scale: float = 1.0, offset: float = 0.0) -> None:
+                scale: float = 1.0, offset: float = 0.0, nominal=(-1.0, 1.0)) -> None:
         """Drive the param from a source buffer ``(channels, block)``.
 
-        With ``range_``, the source's -1..1 maps onto it (``curve`` lin/exp,
+        With ``range_``, the source's nominal range (-1..1 for an
+        oscillator, 0..1 for an envelope) maps onto it (``curve`` lin/exp,
         default the param's own curve); without, the source value is used as
         is, times ``scale`` plus ``offset``. The result is clamped to the
         param's declared range.
@@ -125,10 +126,16 @@ class ParamState:
         lo, hi = self.lo, self.hi
         if range_ is not None:
             r0, r1 = float(range_[0]), float(range_[1])
+            s0, s1 = float(nominal[0]), float(nominal[1])
             curve = curve or self.spec.curve
-            if curve == "exp":
-                self.map_args = (r0, math.log(r1 / r0), lo, hi, 1)
+            if curve == "exp" and r0 > 0 and r1 > 0:
+                # r0 * exp(log(r1/r0) * u), u = (x - s0) / (s1 - s0); the kernel
+                # computes base * exp(k * (x + 1) / 2), so fold the nominal range in
+                k = math.log(r1 / r0) * 2.0 / (s1 - s0)
+                base = r0 * math.exp(-k * (s0 + 1.0) / 2.0)
+                self.map_args = (base, k, lo, hi, 1)
                 return
-            self.map_args = ((r1 - r0) / 2.0, (r1 + r0) / 2.0, lo, hi, 0)
+            a = (r1 - r0) / (s1 - s0)
+            self.map_args = (a, r0 - a * s0, lo, hi, 0)
         else:
             self.map_args = (float(scale), float(offset), lo, hi, 0)

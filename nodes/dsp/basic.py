@@ -1,7 +1,8 @@
 """Utility nodes: constant, gain, mix, pan."""
 from __future__ import annotations
 
-from patchlib import Input, Node, Output, Param, PatchError, Where, register
+from patchlib import Input, Node, Option, Output, Param, PatchError, Where, register
+from patchlib.units import UNITS
 
 from . import _basic
 
@@ -14,10 +15,21 @@ class Constant(Node):
 
     Example: ``level: {type: constant, value: 0.5}`` then ``gain: level``;
     a score ``{at: 2, set: level.value, to: 1, over: 0}`` jumps at 2 s.
+    With ``unit: Hz`` it holds a pitch (``value: A2``) that oscillators can
+    follow (``freq: pitch``, or ``freq: {from: pitch, scale: 0.5}`` an octave down).
     """
 
     outputs = {"out": Output("the value", channels=1)}
     params = {"value": Param(0.0, (-1e6, 1e6), doc="the value", smooth=0.01)}
+    options = {"unit": Option("", choices=tuple(UNITS), doc="unit of the value, so it can be written "
+                              "as 'A2', '250ms' or '-6dB' (Hz, s, dB, x, st)")}
+
+    @classmethod
+    def ports(cls, opts):
+        unit = opts.get("unit") or ""
+        if not unit:
+            return cls.inputs, cls.outputs, cls.params
+        return cls.inputs, cls.outputs, {"value": Param(0.0, (-1e6, 1e6), unit, doc="the value", smooth=0.01)}
 
     def process(self, n, t):
         self.out["out"][0, :n] = self.par["value"][:n]

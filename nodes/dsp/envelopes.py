@@ -28,7 +28,7 @@ class ADSR(Node):
     """
 
     inputs = {"gate": Input("gate signal: on while > 0.5", channels=1, optional=True)}
-    outputs = {"out": Output("envelope 0..1", channels=1)}
+    outputs = {"out": Output("envelope 0..1", channels=1, range=(0.0, 1.0))}
     params = {
         "attack": Param(0.01, (0.0, 60.0), doc="time to rise from 0 to full", **TIME),
         "decay": Param(0.1, (0.0, 60.0), doc="time to fall to the sustain level", **TIME),
