@@ -156,6 +156,7 @@ class Engine:
                     ps.connect(self.nodes[src].out[sport], setting.range, setting.curve,
                                setting.scale, setting.offset,
                                nominal=self.nodes[src].ports_decl[1][sport].range)
+                ps.snapshot()
                 states[pname] = ps
             self.params[name] = states
             node.par = {p: s.buf for p, s in states.items()}
@@ -284,10 +285,19 @@ class Engine:
         return result
 
     def reset(self) -> None:
-        """Back to frame 0: nodes reset, params to their patch values, score re-queued."""
+        """Back to frame 0: nodes reset and unmuted, params at their patch values, score re-queued."""
         for node in self.nodes.values():
             node.reset()
+            for buf in node.out.values():
+                buf.fill(0.0)
+        for states in self.params.values():
+            for ps in states.values():
+                ps.restore()
+        self.muted.clear()
+        self.steps = [self._make_step(name, step) for name, step in self.order]
+        self._refresh_active()
         self.frame = 0
+        self._drain()
         self._heap.clear()
         for ev in self.spec.score:
             self.schedule(ev)

@@ -29,7 +29,8 @@ CONST, RAMP_LIN, RAMP_EXP, MOD = 0, 1, 2, 3
 class ParamState:
     """One param of one node in a compiled plan."""
 
-    __slots__ = ("spec", "name", "buf", "mode", "state", "sr", "src", "map_args", "fresh", "lo", "hi")
+    __slots__ = ("spec", "name", "buf", "mode", "state", "sr", "src", "map_args", "fresh", "lo", "hi",
+                 "_initial")
 
     def __init__(self, spec: Param, name: str, value: float, block_size: int, sample_rate: float):
         self.spec = spec
@@ -43,6 +44,21 @@ class ParamState:
         self.map_args = ()
         self.fresh = False  # True while the buffer must be refilled once
         self.lo, self.hi = (float(spec.range[0]), float(spec.range[1]))
+        self._initial = None
+
+    def snapshot(self) -> None:
+        """Remember the current setting as the one :meth:`restore` returns to."""
+        self._initial = (self.mode, self.state.copy(), self.src, self.map_args)
+
+    def restore(self) -> None:
+        """Back to the snapshot (the patch's own setting)."""
+        mode, state, self.src, self.map_args = self._initial
+        self.state[:] = state
+        self.mode = mode
+        if mode == MOD:
+            self.fresh = False
+        else:
+            self.mode, self.fresh = CONST, True
 
     # ---- what the engine calls each block --------------------------------
     @property
