@@ -91,6 +91,9 @@ def render_file(patch, out_path: str, seconds: float | None = None, *, block_siz
                  subtype=FORMATS[fmt], format="WAV")
         if spectrogram:
             save_spectrogram(audio, engine.sample_rate, spectrogram, title=os.path.basename(out_path))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a rendered file is as shareable as any
         os.replace(tmp, out_path)
     except BaseException:
         if os.path.exists(tmp):
