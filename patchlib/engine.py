@@ -311,23 +311,32 @@ class Engine:
             self.on_warning(w)
 
     def _guard(self, n: int, t: int) -> None:
-        """NaN/inf reached the output: mute the node that made it, clean the rest."""
-        bad = set()
+        """NaN/inf reached the output: mute the node that made it, clean up after it.
+
+        The culprit is a node with non-finite output none of whose sources
+        had any. Everything downstream of it is reset, not only the nodes
+        whose output is bad now: garbage can sit in a node's state (a delay
+        line's memory) with its output still finite, and come out later.
+        """
+        import networkx as nx
+
+        bad: set[str] = set()
         for name in self._step_nodes:
             node = self.nodes[name]
-            if not any(not K.all_finite(buf, n) for buf in node.out.values()):
+            if all(K.all_finite(buf, n) for buf in node.out.values()):
                 continue
-            upstream = set(self.graph.predecessors(name))
-            culprit = not (upstream & bad)
+            culprit = not (set(self.graph.predecessors(name)) & bad)
             bad.add(name)
-            for buf in node.out.values():
-                K.zero_nonfinite(buf, n)
-            node.reset()
             if culprit and name not in self.muted:
                 self.muted.add(name)
                 self._mute(name)
                 self._warn(t, name, f"node '{name}' ({node.type_name}) produced NaN/inf at "
                            f"{t / self.sample_rate:.3f} s; it is muted and the sound goes on")
+                for down in nx.descendants(self.graph, name) | {name}:
+                    self.nodes[down].reset()
+        for name in bad:
+            for buf in self.nodes[name].out.values():
+                K.zero_nonfinite(buf, n)
 
     def _mute(self, name: str) -> None:
         node = self.nodes[name]
