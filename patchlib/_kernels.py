@@ -16,13 +16,14 @@ def ramp_lin(buf, n, state):
     inc = state[1]
     rem = state[2]
     target = state[3]
+    # the start value on the event's sample, the target exactly `count` samples later
     for i in range(n):
+        buf[i] = v
         if rem > 0.0:
             v += inc
             rem -= 1.0
             if rem <= 0.0:
                 v = target
-        buf[i] = v
     state[0] = v
     state[2] = rem
 
@@ -34,13 +35,14 @@ def ramp_exp(buf, n, state):
     r = state[1]
     rem = state[2]
     target = state[3]
+    # the start value on the event's sample, the target exactly `count` samples later
     for i in range(n):
+        buf[i] = v
         if rem > 0.0:
             v *= r
             rem -= 1.0
             if rem <= 0.0:
                 v = target
-        buf[i] = v
     state[0] = v
     state[2] = rem
 

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 from .errors import PatchError
 
@@ -105,7 +106,7 @@ def cmd_render(a) -> int:
     from .render import render_file
 
     warnings = []
-    res = render_file(a.patch, a.output, a.seconds, block_size=a.block_size, sample_rate=a.sample_rate,
+    res = render_file(Path(a.patch), a.output, a.seconds, block_size=a.block_size, sample_rate=a.sample_rate,
                       input_path=a.input, fmt=a.format, spectrogram=a.spectrogram, progress=not a.quiet,
                       on_warning=lambda w: warnings.append(w))
     for w in warnings:
@@ -126,7 +127,7 @@ def cmd_check(a) -> int:
     from .engine import Engine
     from .patch import load_patch
 
-    spec = load_patch(a.patch)
+    spec = load_patch(Path(a.patch))
     # compiling catches what only the graph knows (channel counts, input files)
     try:
         Engine(spec)
@@ -155,7 +156,7 @@ def cmd_graph(a) -> int:
     from .draw import draw_graph
     from .patch import load_patch
 
-    draw_graph(load_patch(a.patch), a.output)
+    draw_graph(load_patch(Path(a.patch)), a.output)
     print(f"wrote {a.output}")
     return 0
 

@@ -71,7 +71,7 @@ class Engine:
         self.block_size = int(block_size or spec.block_size)
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
-        self.audio_inputs = audio_inputs or {}
+        self.audio_inputs = dict(audio_inputs or {})  # input nodes cache decoded files here
         self.on_warning = on_warning
         self.warnings: list[Warning_] = []
         self.frame = 0
@@ -330,8 +330,10 @@ class Engine:
             if culprit and name not in self.muted:
                 self.muted.add(name)
                 self._mute(name)
-                self._warn(t, name, f"node '{name}' ({node.type_name}) produced NaN/inf at "
-                           f"{t / self.sample_rate:.3f} s; it is muted and the sound goes on")
+                first = t + min(int(np.argmin(np.isfinite(buf[:, :n]).all(axis=0)))
+                                for buf in node.out.values() if not K.all_finite(buf, n))
+                self._warn(first, name, f"node '{name}' ({node.type_name}) produced NaN/inf at "
+                           f"{first / self.sample_rate:.3f} s; it is muted and the sound goes on")
                 for down in nx.descendants(self.graph, name) | {name}:
                     self.nodes[down].reset()
         for name in bad:

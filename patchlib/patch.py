@@ -94,20 +94,53 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
 
 
+_NODE_KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:")
+
+
+def _node_at(text: str, line: int | None) -> str | None:
+    """The node whose entry under ``nodes:`` spans ``line`` (1-based), judged by indentation.
+
+    Used for mistakes found before the YAML is a tree (syntax errors,
+    duplicate keys), so their message can still name the node.
+    """
+    if not line:
+        return None
+    in_nodes, indent, current = False, None, None
+    for raw in text.splitlines()[:line]:
+        body = raw.rstrip()
+        if not body.strip() or body.lstrip().startswith("#"):
+            continue
+        ind = len(body) - len(body.lstrip())
+        if ind == 0:
+            in_nodes, indent, current = body.startswith("nodes:"), None, None
+            continue
+        if in_nodes:
+            indent = ind if indent is None else indent
+            if ind == indent:
+                m = _NODE_KEY.match(body)
+                current = m.group(1) if m else None
+    return current
+
+
 def load_yaml(text: str, file: str | None = None) -> Any:
     """Parse YAML safely, keeping line numbers; syntax errors become PatchErrors."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
     except PatchError as e:
         e.where.file = file
+        if e.where.node is None:
+            e.where.node = _node_at(text, e.where.line)
         raise
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         msg = f"YAML syntax error: {e.problem or e}"
+        cline = e.context_mark.line + 1 if e.context_mark else None
         if e.context:
-            msg += f" ({e.context})"
-        raise PatchError(msg, Where(file=file, line=line)) from None
+            msg += f" ({e.context}" + (f" that starts on line {cline}" if cline and cline != line else "") + ")"
+        # the node where the parser gave up, else the one holding the construct it was reading
+        node = _node_at(text, line) or _node_at(text, cline)
+        raise PatchError(msg, Where(file=file, line=line, node=node)) from None
     except yaml.YAMLError as e:
         raise PatchError(f"YAML error: {e}", Where(file=file)) from None
 
@@ -186,8 +219,9 @@ def load_patch(source, *, file: str | None = None) -> PatchSpec:
         file: name used in messages when ``source`` is text or a dict.
     """
     base_dir = os.getcwd()
-    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and "\n" in source) \
-            and str(source).endswith((".yaml", ".yml")):
+    # a path object is always a file; a one-line string is one when it looks like or names a file
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and (
+            source.endswith((".yaml", ".yml")) or os.path.isfile(source))):
         path = os.fspath(source)
         try:
             with open(path, encoding="utf-8") as fh:
@@ -362,7 +396,8 @@ class PatchParser:
             ok = False
         if not ok:
             kname = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
-            self.err(f"type mismatch: option '{key}' wants a {kname}, got {v!r}", line, node=node, key=key)
+            article = "an" if kname[:1] in "aeiou" else "a"
+            self.err(f"type mismatch: option '{key}' wants {article} {kname}, got {v!r}", line, node=node, key=key)
             return opt.default
         if opt.choices is not None and v not in opt.choices:
             self.err(f"'{v}' is not a valid {key}", line, node=node, key=key,

@@ -51,10 +51,22 @@ class ADSR(Node):
 
     def event(self, kind, value=1.0):
         if kind == "trigger":
+            st = self.state
+            v = float(value)
             if self.event_gate > 0.5:
-                self.state[2] = 0.0  # make the next sample a rising edge: retrigger
+                st[2] = 0.0  # make the next sample a rising edge: retrigger
+            if st[1] > 0.0 and v > 0.0 and v != self.velocity:
+                # The output is level x velocity: rescale the level so that a
+                # retrigger at another velocity starts from what sounds now
+                # (no click), as a retrigger at the same velocity does.
+                level = st[1] * self.velocity / v
+                if level >= 1.0:
+                    # already above the new note's peak: no attack, glide down to sustain
+                    st[0], st[1], st[2] = _envelope.STAGE_DECAY, level, 1.0
+                else:
+                    st[1] = level
             self.event_gate = 1.0
-            self.velocity = float(value)
+            self.velocity = v
         elif kind == "release":
             self.event_gate = 0.0
         else:
