@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Warning_:
+class EngineWarning:
+    """Something the engine handled but a user should hear about (a muted node...)."""
+
     frame: int
     node: str
     message: str
@@ -65,7 +67,7 @@ class Engine:
     """
 
     def __init__(self, spec: PatchSpec, *, block_size: int | None = None, sample_rate: int | None = None,
-                 audio_inputs: dict | None = None, on_warning: Callable[[Warning_], None] | None = None):
+                 audio_inputs: dict | None = None, on_warning: Callable[[EngineWarning], None] | None = None):
         self.spec = spec
         self.sample_rate = int(sample_rate or spec.sample_rate)
         self.block_size = int(block_size or spec.block_size)
@@ -73,7 +75,7 @@ class Engine:
             raise ValueError("block_size must be >= 1")
         self.audio_inputs = dict(audio_inputs or {})  # input nodes cache decoded files here
         self.on_warning = on_warning
-        self.warnings: list[Warning_] = []
+        self.warnings: list[EngineWarning] = []
         self.frame = 0
         self._seq = itertools.count()
         self._heap: list = []
@@ -304,7 +306,7 @@ class Engine:
 
     # ------------------------------------------------------------ guard
     def _warn(self, frame: int, node: str, message: str) -> None:
-        w = Warning_(frame, node, message)
+        w = EngineWarning(frame, node, message)
         self.warnings.append(w)
         log.warning("%s", message)
         if self.on_warning:

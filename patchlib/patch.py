@@ -7,7 +7,6 @@ line, node and key, with the nearest valid names or the valid range.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -654,7 +653,3 @@ class PatchParser:
             self.err(f"curve must be lin or exp, got {curve!r}", line, node=name, key="curve")
             return
         spec.score.append(Event(t, "ramp", name, param, v, seconds, curve, line))
-
-
-def is_finite_number(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

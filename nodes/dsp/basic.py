@@ -59,7 +59,7 @@ class Mix(Node):
     Example: ``sum: {type: mix, in: [osc1, osc2, noise], gains: [0.5, 0.5, -20dB]}``
     """
 
-    options = {}
+    options = {"count": Option(2, kind=int, doc="number of inputs (set by the 'in' list)")}
 
     @classmethod
     def expand(cls, body):
@@ -95,11 +95,6 @@ class Mix(Node):
         out["count"] = len(srcs)
         out.lines["count"] = line
         return out
-
-    from patchlib import Option as _Option
-
-    options = {"count": _Option(2, kind=int, doc="number of inputs (set by the 'in' list)")}
-    del _Option
 
     @classmethod
     def ports(cls, opts):

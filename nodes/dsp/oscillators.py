@@ -7,6 +7,8 @@ so pitch is exact (a 1 kHz sine measures 1000.0000 Hz).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from patchlib import Node, Option, Output, Param, register
 
 from . import _osc
@@ -40,9 +42,7 @@ class Sine(_Osc):
 
     def prepare(self, ctx):
         super().prepare(ctx)
-        import numpy as np
-
-        self._pm = np.zeros(ctx.block_size, dtype=np.float32)
+        self._pm = np.zeros(ctx.block_size, dtype=np.float32)  # phase modulation input (to come)
 
     def process(self, n, t):
         _osc.sine_kernel(self._y, n, self.par["freq"], self._pm, self.sr, self.state)
