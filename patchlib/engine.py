@@ -189,8 +189,7 @@ class Engine:
         node = self.nodes[name]
         active = self._active[name]
         if step == "write":
-            fn = node.process_write
-            return lambda n, t: fn(n, t)  # params were filled by the read step
+            return node.process_write  # params were filled by the read step
         fn = node.process_read if step == "read" else node.process
 
         def run(n, t, active=active, fn=fn):

@@ -63,37 +63,36 @@ class Mix(Node):
 
     @classmethod
     def expand(cls, body):
+        """``in: [a, b]`` and ``gains: [..]`` -> ports ``in0, in1`` and params ``gain0, gain1``."""
         from patchlib.patch import LineDict
 
+        line_of = getattr(body, "line_of", lambda key: 0)
         srcs = body.get("in")
         if isinstance(srcs, str):
             srcs = [srcs]
         if not isinstance(srcs, list) or not srcs:
-            raise PatchError("mix needs 'in: [a, b, ...]' (a list of nodes)",
-                             Where(line=getattr(body, "line_of", lambda k: None)("in")), hint=None)
+            raise PatchError("mix needs 'in: [a, b, ...]' (a list of nodes)", Where(line=line_of("in"), key="in"))
         out = LineDict()
         out.line = getattr(body, "line", 0)
-        line = body.line_of("in") if hasattr(body, "line_of") else 0
+
+        def put(key, value, line):
+            out[key] = value
+            out.lines[key] = line
+
         for k, v in body.items():
-            if k in ("in", "gains"):
-                continue
-            out[k] = v
-            out.lines[k] = body.line_of(k) if hasattr(body, "line_of") else 0
+            if k not in ("in", "gains"):
+                put(k, v, line_of(k))
         for i, s in enumerate(srcs):
-            out[f"in{i}"] = s
-            out.lines[f"in{i}"] = line
+            put(f"in{i}", s, line_of("in"))
         gains = body.get("gains")
         if gains is not None:
-            gline = body.line_of("gains") if hasattr(body, "line_of") else 0
             if not isinstance(gains, list) or len(gains) != len(srcs):
                 raise PatchError(f"gains must be a list of {len(srcs)} values, one per input",
-                                 Where(line=gline, key="gains"))
+                                 Where(line=line_of("gains"), key="gains"))
             for i, g in enumerate(gains):
-                if f"gain{i}" not in out:
-                    out[f"gain{i}"] = g
-                    out.lines[f"gain{i}"] = gline
-        out["count"] = len(srcs)
-        out.lines["count"] = line
+                if f"gain{i}" not in out:  # an explicit gainN wins over the list
+                    put(f"gain{i}", g, line_of("gains"))
+        put("count", len(srcs), line_of("in"))
         return out
 
     @classmethod
