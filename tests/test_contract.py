@@ -33,11 +33,15 @@ def _patch(tname, extra=None, drive=None):
     """src (noise) -> node under test; ``drive`` = (param, range) to modulate from noise."""
     cls = registry.get(tname)
     node = {"type": tname}
-    node.update(SPECIAL.get(tname, {}))
+    # a type that needs settings to run (a file, a list...) declares them as
+    # ``contract_settings``; inputs it does not set are wired to the noise source
+    settings = SPECIAL.get(tname, getattr(cls, "contract_settings", None) or {})
+    node.update(settings)
     opts = {k: o.default for k, o in cls.options.items()}
+    opts.update({k: v for k, v in settings.items() if k in cls.options})
     inputs, _, params = cls.ports(opts)
     for port, inp in inputs.items():
-        if tname in SPECIAL and port not in ("gate",):
+        if (tname in SPECIAL and port not in ("gate",)) or port in settings:
             continue
         if port == "gate":
             node[port] = "clock"

@@ -1,2 +1,3 @@
-"""Classic DSP nodes: oscillators, noise, filters, envelopes, delays, mixing, I/O."""
-from . import basic, delay, envelopes, filters, io, oscillators  # noqa: F401
+"""Classic DSP nodes: oscillators, noise, filters, envelopes, control, physical models, effects, I/O."""
+from . import (basic, control, delay, effects, envelopes, filters, io, oscillators, physical,  # noqa: F401
+               sampler)

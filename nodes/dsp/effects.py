@@ -1,0 +1,1 @@
+"""Effects and dynamics: waveshaper, bitcrush, chorus/flanger, reverb, compressor, limiter, width."""

@@ -1,0 +1,1 @@
+"""Physical models after Smith's digital waveguides: string, waveguide, modal."""

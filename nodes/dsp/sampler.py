@@ -1,0 +1,1 @@
+"""Sample playback: the ``file`` player."""
