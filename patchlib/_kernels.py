@@ -84,6 +84,20 @@ def map_exp(src, buf, n, base, k, lo, hi):
 
 
 @numba.njit(cache=True, nogil=True)
+def map_batch(src, dst, n, args):
+    """Modulation of one param of a batch: row v maps src[v] with args[v] = (a, b, lo, hi, kind).
+
+    kind 0 is :func:`map_affine`, 1 :func:`map_exp`.
+    """
+    for v in range(dst.shape[0]):
+        a, b, lo, hi = args[v, 0], args[v, 1], args[v, 2], args[v, 3]
+        if args[v, 4] == 0.0:
+            map_affine(src[v], dst[v], n, a, b, lo, hi)
+        else:
+            map_exp(src[v], dst[v], n, a, b, lo, hi)
+
+
+@numba.njit(cache=True, nogil=True)
 def all_finite(x, n):
     """True when x[:, :n] holds no NaN or inf."""
     for c in range(x.shape[0]):

@@ -15,6 +15,7 @@ warning, resets the nodes its garbage reached, and the sound goes on.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -27,9 +28,9 @@ import numpy as np
 
 from . import _kernels as K
 from .errors import PatchError, Where
-from .graph import build_graph, order
-from .node import Context, Node
-from .params import ParamState
+from .graph import build_graph, levels
+from .node import Batch, Context, Node, stacked_rows
+from .params import MOD, ParamState
 from .patch import Event, PatchSpec
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class Engine:
         audio_inputs: audio for ``input`` nodes: ``{name: array (channels, frames)}``;
             the key ``""`` is the default input (``--input`` on the command line).
         on_warning: called with each warning (NaN muting, late events...).
+        batching: run identical nodes of one level as one call (the default;
+            ``False`` runs every node on its own, for comparison and debugging).
 
     Example:
         >>> from patchlib import load_patch, Engine
@@ -67,7 +70,8 @@ class Engine:
     """
 
     def __init__(self, spec: PatchSpec, *, block_size: int | None = None, sample_rate: int | None = None,
-                 audio_inputs: dict | None = None, on_warning: Callable[[EngineWarning], None] | None = None):
+                 audio_inputs: dict | None = None, on_warning: Callable[[EngineWarning], None] | None = None,
+                 batching: bool = True):
         self.spec = spec
         self.sample_rate = int(sample_rate or spec.sample_rate)
         self.block_size = int(block_size or spec.block_size)
@@ -75,6 +79,7 @@ class Engine:
             raise ValueError("block_size must be >= 1")
         self.audio_inputs = dict(audio_inputs or {})  # input nodes cache decoded files here
         self.on_warning = on_warning
+        self.batching = batching
         self.warnings: list[EngineWarning] = []
         self.frame = 0
         self._seq = itertools.count()
@@ -89,7 +94,7 @@ class Engine:
     def _compile(self) -> None:
         spec, B, sr = self.spec, self.block_size, self.sample_rate
         self.graph = build_graph(spec)
-        self.order = order(self.graph, spec)
+        self.order = [v for v, _ in levels(self.graph, spec)]
         self.nodes: dict[str, Node] = {}
         for name, ns in spec.nodes.items():
             node = ns.cls(name, ns.options)
@@ -135,9 +140,19 @@ class Engine:
                 break
 
         self.zeros = np.zeros((1, B), dtype=np.float32)
+        self._plan_batches(out_ch)
+        in_batch = {m: b for b in self.batches for m in b.names}
         for name, node in self.nodes.items():
-            node.out = {port: np.zeros((out_ch[(name, port)], B), dtype=np.float32)
-                        for port in node.ports_decl[1]}
+            if name not in in_batch:
+                node.out = {port: np.zeros((out_ch[(name, port)], B), dtype=np.float32)
+                            for port in node.ports_decl[1]}
+        for b in self.batches:  # members' buffers are rows of one array per port
+            V = len(b.names)
+            for port in b.nodes[0].ports_decl[1]:
+                arr = np.zeros((V, out_ch[(b.names[0], port)], B), dtype=np.float32)
+                b.out[port] = arr
+                for i, m in enumerate(b.nodes):
+                    m.out[port] = arr[i]
         self.params: dict[str, dict[str, ParamState]] = {}
         for name, ns in spec.nodes.items():
             node = self.nodes[name]
@@ -148,11 +163,19 @@ class Engine:
                     node.inp[port] = self.nodes[src].out[sport]
                 else:
                     node.inp[port] = self.zeros
+            pnames = list(node.ports_decl[2])
+            if name in in_batch:
+                b = in_batch[name]
+                if b.parblock is None:
+                    b.parblock = np.zeros((len(b.names), len(pnames), B), dtype=np.float32)
+                block = b.parblock[b.names.index(name)]
+            else:
+                block = np.zeros((len(pnames), B), dtype=np.float32)  # one array: a mix reads its gains at once
             states = {}
-            for pname, pspec in node.ports_decl[2].items():
+            for j, (pname, pspec) in enumerate(node.ports_decl[2].items()):
                 setting = ns.params.get(pname)
                 value = setting.value if setting is not None and setting.kind == "const" else pspec.default
-                ps = ParamState(pspec, pname, value, B, sr)
+                ps = ParamState(pspec, pname, value, B, sr, buf=block[j])
                 if setting is not None and setting.kind == "mod":
                     src, sport = setting.source
                     ps.connect(self.nodes[src].out[sport], setting.range, setting.curve,
@@ -162,6 +185,8 @@ class Engine:
                 states[pname] = ps
             self.params[name] = states
             node.par = {p: s.buf for p, s in states.items()}
+        for name, ns in spec.nodes.items():
+            node = self.nodes[name]
             ctx = node.ctx
             ctx.in_channels = dict(node._in_ch)
             ctx.out_channels = {p: a.shape[0] for p, a in node.out.items()}
@@ -170,23 +195,138 @@ class Engine:
             except PatchError as e:
                 e.where = Where(spec.file, e.where.line or ns.line, name, e.where.key)
                 raise
+        for b in self.batches:
+            self._bind_batch(b)
 
-        # the flat plan
+        # the flat plan: one unit per step, or per batch of identical nodes
         self._active: dict[str, list[ParamState]] = {n: [] for n in self.nodes}
-        self.steps: list[Callable[[int, int], None]] = []
-        self._step_nodes: list[str] = []
+        self._units: list[tuple] = []
+        seen = set()
         for name, step in self.order:
-            self.steps.append(self._make_step(name, step))
-            self._step_nodes.append(name)
-        self._refresh_active()
+            b = in_batch.get(name) if step == "process" else None
+            if b is None:
+                self._units.append(("one", name, step))
+            elif id(b) not in seen:
+                seen.add(id(b))
+                self._units.append(("batch", b))
+        self.muted: set[str] = set()
+        self._units0 = list(self._units)
+        for b in self.batches:
+            b.loose0 = b.loose
+        self._build_steps()
         self.out_node = self.nodes[spec.out]
         self.channels = self.out_node.out["out"].shape[0]
         self.out_buf = np.zeros((self.channels, B), dtype=np.float32)
-        self.muted: set[str] = set()
         self._blocks_since_refresh = 0
 
-    def _make_step(self, name: str, step: str):
+    def _plan_batches(self, out_ch) -> None:
+        """Group identical nodes of one level (same type, key and channels) into batches."""
+        spec = self.spec
+        groups: dict[tuple, list[str]] = {}
+        for (name, step), level in levels(self.graph, spec):
+            if step != "process" or not self.batching:
+                continue
+            node = self.nodes[name]
+            key = node.batch_key()
+            if key is None:
+                continue
+            outs = tuple((p, out_ch[(name, p)]) for p in node.ports_decl[1])
+            full = (level, type(node), key, tuple(sorted(node._in_ch.items())), outs)
+            groups.setdefault(full, []).append(name)
+        self.batches: list[_BatchPlan] = []
+        row: dict[str, tuple[int, int]] = {}  # node -> (batch number, row)
+        big = (1 << 30, 0)
+        for full, names in sorted(groups.items(), key=lambda kv: kv[0][0]):
+            if len(names) < 2:
+                continue
+            index = {n: i for i, n in enumerate(spec.nodes)}
+
+            def sort_key(name):
+                # follow the rows of the sources, so a batch reads its inputs
+                # as one stacked view instead of gathering them
+                ns = spec.nodes[name]
+                srcs = [ns.inputs[p][0] for p in sorted(ns.inputs)]
+                srcs += [ns.params[p].source[0] for p in sorted(ns.params) if ns.params[p].kind == "mod"]
+                return tuple(row.get(s, big) for s in srcs) + ((index[name], 0),)
+
+            names = sorted(names, key=sort_key)
+            b = _BatchPlan(names, [self.nodes[n] for n in names])
+            for i, n in enumerate(names):
+                row[n] = (len(self.batches), i)
+            self.batches.append(b)
+
+    def _bind_batch(self, b: "_BatchPlan") -> None:
+        """After prepare: stack the members' state, find or make their stacked inputs."""
+        cls = type(b.nodes[0])
+        bat = b.batch = Batch(b.nodes)
+        bat.out = b.out
+        pnames = list(b.nodes[0].ports_decl[2])
+        bat.par = {p: b.parblock[:, j] for j, p in enumerate(pnames)}
+        b.loose = False
+        for attr in cls.batch_state:
+            arrays = [getattr(m, attr, None) for m in b.nodes]
+            if any(not isinstance(a, np.ndarray) or a.shape != arrays[0].shape or a.dtype != arrays[0].dtype
+                   for a in arrays):
+                b.loose = True  # unequal state: the members run one by one
+                return
+            stack = np.stack(arrays)
+            bat.state[attr] = stack
+            for i, m in enumerate(b.nodes):
+                setattr(m, attr, stack[i])
+        b.gathers = []
+        for port in b.nodes[0].ports_decl[0]:
+            arrays = [m.inp[port] for m in b.nodes]
+            if all(a is self.zeros for a in arrays):
+                bat.inp[port] = np.zeros((len(arrays), 1, self.block_size), dtype=np.float32)
+                continue
+            view = stacked_rows(arrays)
+            if view is None:
+                view = np.zeros((len(arrays),) + arrays[0].shape, dtype=np.float32)
+                b.gathers.append((view, arrays))
+            bat.inp[port] = view
+
+    def _rebind_state(self, node: Node) -> None:
+        """After a member's reset: copy its fresh state into its batch row and view it again."""
+        b = self._batch_of.get(node.name)
+        if b is None or b.loose:
+            return
+        i = b.names.index(node.name)
+        for attr, stack in b.batch.state.items():
+            stack[i] = getattr(node, attr)
+            setattr(node, attr, stack[i])
+
+    def _reset_node(self, node: Node) -> None:
+        node.reset()
+        self._rebind_state(node)
+
+    def _build_steps(self) -> None:
+        self._batch_of = {m: b for b in self.batches for m in b.names}
+        self.steps: list[Callable[[int, int], None]] = [self._make_step(u) for u in self._units]
+        self._refresh_active()
+
+    def _make_step(self, unit):
+        if unit[0] == "batch":
+            b = unit[1]
+            proc = type(b.nodes[0]).process_batch
+            bat, fills, gathers = b.batch, b.fills, b.gathers
+
+            def run_batch(n, t):
+                for f in fills:
+                    f(n)
+                for dst, srcs in gathers:
+                    for i, x in enumerate(srcs):
+                        dst[i, :, :n] = x[:, :n]
+                proc(bat, n, t)
+
+            return run_batch
+        _, name, step = unit
         node = self.nodes[name]
+        if name in self.muted:
+            def silent(n, t, node=node):
+                for buf in node.out.values():
+                    buf[:, :n] = 0.0
+
+            return silent
         active = self._active[name]
         if step == "write":
             return node.process_write  # params were filled by the read step
@@ -202,6 +342,23 @@ class Engine:
     def _refresh_active(self) -> None:
         for name, states in self.params.items():
             self._active[name][:] = [s for s in states.values() if s.active]
+        for b in self.batches:
+            if b.loose:
+                continue
+            fills = []
+            for pname, dst in b.batch.par.items():
+                states = [self.params[m][pname] for m in b.names]
+                batched = None
+                if all(s.mode == MOD for s in states):
+                    src = stacked_rows([s.src for s in states])
+                    if src is not None:
+                        args = np.array([s.map_args for s in states], dtype=np.float64)
+                        batched = functools.partial(_map_batch, src, dst, args)
+                if batched is not None:
+                    fills.append(batched)
+                else:
+                    fills.extend(s.fill for s in states if s.active)
+            b.fills[:] = fills
 
     # ------------------------------------------------------------ events
     def schedule(self, ev: Event, frame: int | None = None) -> None:
@@ -287,16 +444,18 @@ class Engine:
 
     def reset(self) -> None:
         """Back to frame 0: nodes reset and unmuted, params at their patch values, score re-queued."""
+        self.muted.clear()
+        self._units = list(self._units0)
+        for b in self.batches:
+            b.loose = b.loose0
         for node in self.nodes.values():
-            node.reset()
+            self._reset_node(node)
             for buf in node.out.values():
                 buf.fill(0.0)
         for states in self.params.values():
             for ps in states.values():
                 ps.restore()
-        self.muted.clear()
-        self.steps = [self._make_step(name, step) for name, step in self.order]
-        self._refresh_active()
+        self._build_steps()
         self.frame = 0
         self._drain()
         self._heap.clear()
@@ -322,7 +481,7 @@ class Engine:
         import networkx as nx
 
         bad: set[str] = set()
-        for name in self._step_nodes:
+        for name in self._unit_nodes():
             node = self.nodes[name]
             if all(K.all_finite(buf, n) for buf in node.out.values()):
                 continue
@@ -336,18 +495,42 @@ class Engine:
                 self._warn(first, name, f"node '{name}' ({node.type_name}) produced NaN/inf at "
                            f"{first / self.sample_rate:.3f} s; it is muted and the sound goes on")
                 for down in nx.descendants(self.graph, name) | {name}:
-                    self.nodes[down].reset()
+                    self._reset_node(self.nodes[down])
         for name in bad:
             for buf in self.nodes[name].out.values():
                 K.zero_nonfinite(buf, n)
 
+    def _unit_nodes(self):
+        for u in self._units:
+            if u[0] == "batch":
+                yield from u[1].names
+            else:
+                yield u[1]
+
     def _mute(self, name: str) -> None:
-        node = self.nodes[name]
+        # a muted member leaves its batch: the others run one by one
+        b = self._batch_of.get(name)
+        if b is not None and not b.loose:
+            b.loose = True
+        self._units = [v for u in self._units for v in
+                       ([("one", m, "process") for m in u[1].names] if u[0] == "batch" and u[1].loose else [u])]
+        self._build_steps()
 
-        def silent(n, t, node=node):
-            for buf in node.out.values():
-                buf[:, :n] = 0.0
 
-        for i, nm in enumerate(self._step_nodes):
-            if nm == name:
-                self.steps[i] = silent
+def _map_batch(src, dst, args, n):
+    K.map_batch(src, dst, n, args)
+
+
+class _BatchPlan:
+    """A batch in the plan: its members, stacked buffers and per-block fills."""
+
+    def __init__(self, names, nodes):
+        self.names = names
+        self.nodes = nodes
+        self.out: dict[str, np.ndarray] = {}
+        self.parblock = None
+        self.batch: Batch | None = None
+        self.fills: list = []
+        self.gathers: list = []
+        self.loose = False
+        self.loose0 = False

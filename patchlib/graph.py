@@ -49,7 +49,16 @@ def split_nodes(g: nx.DiGraph) -> set[str]:
 
 
 def order(g: nx.DiGraph, spec=None) -> list[tuple[str, str]]:
-    """Execution order: ``(node, step)`` with step ``process``, ``read`` or ``write``."""
+    """Execution order: ``(node, step)`` with step ``process``, ``read`` or ``write`` (see :func:`levels`)."""
+    return [v for v, _ in levels(g, spec)]
+
+
+def levels(g: nx.DiGraph, spec=None) -> list[tuple[tuple[str, str], int]]:
+    """Execution order with levels: ``((node, step), level)``.
+
+    Topological, grouped by level: every step comes after all the steps it
+    depends on, and steps of one level are independent of each other.
+    """
     split = split_nodes(g)
     h = nx.DiGraph()
     for n, data in g.nodes(data=True):
@@ -64,7 +73,7 @@ def order(g: nx.DiGraph, spec=None) -> list[tuple[str, str]]:
         dst = (b, "write") if b in split else (b, "process")
         h.add_edge(src, dst)
     try:
-        return list(nx.lexicographical_topological_sort(h, key=lambda v: (h.nodes[v]["index"], v[1])))
+        topo = list(nx.lexicographical_topological_sort(h, key=lambda v: (h.nodes[v]["index"], v[1])))
     except nx.NetworkXUnfeasible:
         cyc = nx.find_cycle(h)
         names = [a[0] for a, _ in cyc]
@@ -75,3 +84,11 @@ def order(g: nx.DiGraph, spec=None) -> list[tuple[str, str]]:
             Where(spec.file if spec else None, first.line, names[0]),
             hint="a feedback loop must pass through a 'delay' node (of at least one block)",
         ) from None
+    # By level (longest path from a source), then as above: nodes of one level
+    # never depend on each other, so identical nodes of a level can run as one
+    # batched call (see Engine), and any order within a level is the same sound.
+    level: dict = {}
+    for v in topo:
+        level[v] = 1 + max((level[u] for u in h.predecessors(v)), default=-1)
+    pos = {v: i for i, v in enumerate(topo)}
+    return [(v, level[v]) for v in sorted(topo, key=lambda v: (level[v], pos[v]))]

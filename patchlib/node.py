@@ -168,6 +168,10 @@ class Node:
     breaks_cycles: ClassVar[bool] = False
     #: samples by which the output lags the input
     latency: int = 0
+    #: attributes holding this node's streaming state (numpy arrays). A type
+    #: with ``process_batch`` names them so the engine can stack them row-wise
+    #: across identical nodes (see :class:`Batch`).
+    batch_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str = "", options: dict | None = None):
         self.name = name or self.type_name
@@ -214,9 +218,86 @@ class Node:
         """A timed event (``trigger``, ``release``...) at the current sample."""
         raise NotImplementedError(f"{self.type_name} takes no events")
 
+    # ---- batching (optional: for speed) ---------------------------------
+    def batch_key(self):
+        """Nodes of one type with equal keys may run as one :meth:`process_batch` call.
+
+        ``None`` (the default for types without ``process_batch``) never
+        batches. The engine adds the channel counts to the key itself; a
+        type adds whatever selects a different kernel (a filter's mode, a
+        noise colour).
+        """
+        return None if type(self).process_batch.__func__ is Node.process_batch.__func__ else ()
+
+    @classmethod
+    def process_batch(cls, batch: "Batch", n: int, t: int) -> None:
+        """Render ``n`` frames of every node in ``batch`` in one call.
+
+        Must give exactly what calling :meth:`process` on each member would.
+        """
+        raise NotImplementedError
+
     # for breaks_cycles nodes
     def process_read(self, n: int, t: int) -> None:
         raise NotImplementedError
 
     def process_write(self, n: int, t: int) -> None:
         raise NotImplementedError
+
+
+class Batch:
+    """Identical nodes of one level, run as one call: their arrays stacked row-wise.
+
+    Row ``v`` of every array belongs to ``nodes[v]``, whose own buffers and
+    state attributes are views of that row, so the nodes also work one by one.
+
+    Attributes:
+        nodes: the members.
+        out: port -> ``(V, channels, block)`` float32.
+        par: param -> ``(V, block)`` float32.
+        inp: port -> ``(V, channels, block)`` float32 (the sources' rows when
+            they are stacked alike, else a copy the engine gathers each block).
+        state: attribute (from ``batch_state``) -> ``(V, ...)`` stacked arrays.
+    """
+
+    def __init__(self, nodes):
+        self.nodes = list(nodes)
+        self.out: dict[str, np.ndarray] = {}
+        self.par: dict[str, np.ndarray] = {}
+        self.inp: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __getattr__(self, name):
+        # shared settings (sample rate, mode...) read from the first member
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["nodes"][0], name)
+
+
+def stacked_rows(arrays) -> np.ndarray | None:
+    """One ``(len(arrays), *shape)`` view of arrays that are evenly spaced rows of one buffer.
+
+    Returns ``None`` when they are not (different buffers, shapes or
+    spacing). A node (``mix``) uses it to read many stacked sources in one
+    kernel call; the engine to hand a batch its sources without a copy.
+    """
+    arrays = list(arrays)
+    if not arrays:
+        return None
+    a0 = arrays[0]
+    base = a0.base if a0.base is not None else a0
+    if any(a.shape != a0.shape or a.dtype != a0.dtype or a.strides != a0.strides for a in arrays):
+        return None
+    addr = [a.__array_interface__["data"][0] for a in arrays]
+    if len(arrays) == 1:
+        return a0[None]
+    step = addr[1] - addr[0]
+    if step <= 0 or any(addr[i + 1] - addr[i] != step for i in range(len(addr) - 1)):
+        return None
+    if any((a.base if a.base is not None else a) is not base for a in arrays):
+        return None
+    return np.lib.stride_tricks.as_strided(a0, shape=(len(arrays),) + a0.shape, strides=(step,) + a0.strides,
+                                           writeable=True)

@@ -32,11 +32,15 @@ class ParamState:
     __slots__ = ("spec", "name", "buf", "mode", "state", "sr", "src", "map_args", "fresh", "lo", "hi",
                  "_initial")
 
-    def __init__(self, spec: Param, name: str, value: float, block_size: int, sample_rate: float):
+    def __init__(self, spec: Param, name: str, value: float, block_size: int, sample_rate: float,
+                 buf: np.ndarray | None = None):
         self.spec = spec
         self.name = name
         self.sr = float(sample_rate)
-        self.buf = np.full(block_size, value, dtype=np.float32)
+        if buf is None:
+            buf = np.empty(block_size, dtype=np.float32)
+        buf[:] = value
+        self.buf = buf  # may be a row of the engine's stacked param array
         # state: [value, increment or ratio, remaining samples, target]
         self.state = np.array([value, 0.0, 0.0, value], dtype=np.float64)
         self.mode = CONST

@@ -52,3 +52,26 @@ def lr_kernel(left, right, y, n, g):
     for i in range(n):
         y[0, i] = left[0, i] * g[i]
         y[1, i] = right[0, i] * g[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def gain_batch(x, y, n, g):
+    """gain_kernel for a batch: x (V, Cx, B), y (V, C, B), g (V, B)."""
+    for v in range(y.shape[0]):
+        gain_kernel(x[v], y[v], n, g[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def mix_stacked(xs, g, y, n):
+    """y = sum_k xs[k] * g[k] for sources stacked as xs (K, Cx, B), gains g (K, B)."""
+    cx = xs.shape[1]
+    for c in range(y.shape[0]):
+        yc = y[c]
+        ci = min(c, cx - 1)
+        for i in range(n):
+            yc[i] = 0.0
+        for k in range(xs.shape[0]):
+            xk = xs[k, ci]
+            gk = g[k]
+            for i in range(n):
+                yc[i] += xk[i] * gk[i]

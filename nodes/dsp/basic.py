@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from patchlib import Input, Node, Option, Output, Param, PatchError, Where, register
+from patchlib.node import stacked_rows
 from patchlib.units import UNITS
 
 from . import _basic
@@ -47,6 +48,10 @@ class Gain(Node):
 
     def process(self, n, t):
         _basic.gain_kernel(self.inp["in"], self.out["out"], n, self.par["gain"])
+
+    @classmethod
+    def process_batch(cls, b, n, t):
+        _basic.gain_batch(b.inp["in"], b.out["out"], n, b.par["gain"])
 
 
 @register("mix")
@@ -104,10 +109,18 @@ class Mix(Node):
 
     def prepare(self, ctx):
         super().prepare(ctx)
-        self._pairs = [(self.inp[f"in{i}"], self.par[f"gain{i}"]) for i in range(int(self.opts["count"]))]
+        count = int(self.opts["count"])
+        self._pairs = [(self.inp[f"in{i}"], self.par[f"gain{i}"]) for i in range(count)]
+        # sources that are rows of one array (a batch of voices) and gains
+        # (one array per node) mix in a single kernel call
+        self._xs = stacked_rows([x for x, _ in self._pairs])
+        self._gs = stacked_rows([g for _, g in self._pairs])
 
     def process(self, n, t):
         y = self.out["out"]
+        if self._xs is not None and self._gs is not None:
+            _basic.mix_stacked(self._xs, self._gs, y, n)
+            return
         first = True
         for x, g in self._pairs:
             _basic.mac_kernel(x, y, n, g, first)
