@@ -218,6 +218,9 @@ class Engine:
         self.channels = self.out_node.out["out"].shape[0]
         self.out_buf = np.zeros((self.channels, B), dtype=np.float32)
         self._blocks_since_refresh = 0
+        from .poly import VoiceAllocator
+
+        self._allocators = {name: VoiceAllocator(info, self) for name, info in spec.polys.items()}
 
     def _plan_batches(self, out_ch) -> None:
         """Group identical nodes of one level (same type, key and channels) into batches."""
@@ -298,6 +301,10 @@ class Engine:
     def _reset_node(self, node: Node) -> None:
         node.reset()
         self._rebind_state(node)
+
+    def reset_node(self, name: str) -> None:
+        """Reset one node now (its state, not its params): the voice allocator's clean restart."""
+        self._reset_node(self.nodes[name])
 
     def _build_steps(self) -> None:
         self._batch_of = {m: b for b in self.batches for m in b.names}
@@ -382,6 +389,8 @@ class Engine:
                 ps.set(ev.value)
             else:
                 ps.ramp(ev.value, ev.seconds, ev.curve)
+        elif ev.node in self._allocators:
+            self._allocators[ev.node].on_event(ev, frame)
         else:
             self.nodes[ev.node].event(ev.action, ev.value)
 
@@ -445,6 +454,8 @@ class Engine:
     def reset(self) -> None:
         """Back to frame 0: nodes reset and unmuted, params at their patch values, score re-queued."""
         self.muted.clear()
+        for a in self._allocators.values():
+            a.reset()
         self._units = list(self._units0)
         for b in self.batches:
             b.loose = b.loose0

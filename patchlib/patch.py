@@ -20,6 +20,8 @@ from .node import Node, Option
 from .units import UnitError, parse_time, parse_value
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a node name or a voice's copy of one (``keys/3/osc``, made by the loader)
+REF_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[0-9]+/[A-Za-z_][A-Za-z0-9_]*)?$")
 TOP_KEYS = {
     "sample_rate": "frames per second (default 48000)",
     "block_size": "frames per block (default 256): latency and speed, never the sound",
@@ -29,7 +31,8 @@ TOP_KEYS = {
     "channels": "output channels, 1 or 2 (default: as many as 'out' gives)",
     "nodes": "the nodes: name -> {type: ..., inputs, params, options}",
     "out": "what is heard: a node, [left, right] or {left: .., right: ..}",
-    "score": "timed events: set, ramp, trigger, release",
+    "score": "timed events: set, ramp, trigger, release, note, note_off",
+    "voices": "voice templates (small patches) that 'poly' nodes play as N voices",
     "title": "free text",
     "description": "free text",
 }
@@ -187,6 +190,7 @@ class Event:
     seconds: float | None = None
     curve: str = "lin"
     line: int = 0
+    pitch: float | None = None  # note events: Hz
 
 
 @dataclass
@@ -204,6 +208,8 @@ class PatchSpec:
     out: str = OUT_NAME
     score: list[Event] = field(default_factory=list)
     title: str = ""
+    #: poly node name -> :class:`patchlib.poly.VoiceInfo`
+    polys: dict = field(default_factory=dict)
 
     def where(self, line=None, node=None, key=None) -> Where:
         return Where(self.file, line, node, key)
@@ -284,8 +290,10 @@ class PatchParser:
             self.err("the patch needs a 'nodes' mapping with at least one node",
                      self._line(d, "nodes") if "nodes" in d else getattr(d, "line", 1), key="nodes")
             self.fail_if_errors()
+        nodes = self._expand_polys(spec, d, nodes)
         for name, body in nodes.items():
             self._node(spec, nodes, name, body)
+        self._dedupe_voice_errors()
         self._out(spec, d)
         self.fail_if_errors()
         self._check_connections(spec)
@@ -298,6 +306,56 @@ class PatchParser:
             self._score(spec, score, self._line(d, "score"))
         self.fail_if_errors()
         return spec
+
+    def _expand_polys(self, spec, d, nodes):
+        """Each ``poly`` node becomes N copies of its voice plus itself (see :mod:`patchlib.poly`)."""
+        from . import poly
+
+        templates = d.get("voices")
+        if templates is not None and not isinstance(templates, dict):
+            self.err("voices is a mapping: name -> {nodes: ..., out: ...}", self._line(d, "voices"), key="voices")
+            templates = {}
+        if not any(isinstance(b, dict) and b.get("type") == "poly" for b in nodes.values()):
+            return nodes
+        out = LineDict()
+        out.line = getattr(nodes, "line", 0)
+        self._generated = set()
+        for name, body in nodes.items():
+            if not (isinstance(body, dict) and body.get("type") == "poly"):
+                out[name] = body
+                out.lines[name] = self._line(nodes, name)
+                continue
+            try:
+                expanded, info = poly.expand(self, str(name), body, templates or {})
+            except PatchError as e:
+                self.errors.append(e)
+                continue
+            for k, b in expanded.items():
+                if k in out or (k != name and k in nodes):
+                    self.err(f"node name '{k}' is taken", self._line(nodes, name), node=str(name))
+                out[k] = b
+                out.lines[k] = getattr(b, "line", None) or self._line(nodes, name)
+                if k != name:
+                    self._generated.add(k)
+            spec.polys[str(name)] = info
+        return out
+
+    def _dedupe_voice_errors(self):
+        """A mistake in a voice shows once (in voice 0), not once per voice."""
+        gen = getattr(self, "_generated", ())
+        if not gen:
+            return
+        keep, seen = [], set()
+        for e in self.errors:
+            node = e.where.node or ""
+            m = re.match(r"^(.*)/(\d+)/(.*)$", node)
+            if m:
+                key = (m.group(1), m.group(3), e.where.line, e.message.replace(node, "*"))
+                if key in seen:
+                    continue
+                seen.add(key)
+            keep.append(e)
+        self.errors = keep
 
     def _line(self, mapping, key):
         return mapping.line_of(key) if isinstance(mapping, LineDict) else None
@@ -316,7 +374,7 @@ class PatchParser:
     def _node(self, spec: PatchSpec, nodes, name, body):
         line = self._line(nodes, name)
         name = str(name)
-        if not NAME_RE.match(name):
+        if not NAME_RE.match(name) and name not in getattr(self, "_generated", ()):
             self.err(f"node name '{name}' must be a word (letters, digits, _; no dots or spaces)",
                      line, node=name)
             return
@@ -470,7 +528,7 @@ class PatchParser:
         try:
             v = parse_value(value, pspec.unit)
         except UnitError as e:
-            if isinstance(value, str) and NAME_RE.match(value.split(".")[0]) and value.count(".") <= 1:
+            if isinstance(value, str) and REF_RE.match(value.split(".")[0]) and value.count(".") <= 1:
                 # a bare node name drives the param with the raw signal
                 return ParamSetting("mod", source=self._source(value, line, node, key), line=line)
             self.err(f"type mismatch for param '{key}': {e}", line, node=node, key=key)
@@ -546,6 +604,59 @@ class PatchParser:
                              hint=suggest(port, outs) or "outputs: " + ", ".join(outs))
 
     # ---------------------------------------------------------------- score
+    def _note_event(self, spec, ev, line, t, action, name):
+        """``{at, note: POLY, pitch: C4 | [C4, E4], velocity, length}``, ``note_off``, ``all_off``."""
+        if name not in spec.nodes:
+            self.err(f"{action}: no node '{name}'", line, key=action, hint=suggest(name, spec.nodes))
+            return
+        if name not in spec.polys:
+            self.err(f"{action} events go to a poly node; '{name}' is a {spec.nodes[name].type}", line,
+                     node=name, key=action, hint="use trigger/release for a single envelope or string")
+            return
+        if action == "all_off":
+            spec.score.append(Event(t, "all_off", name, line=line))
+            return
+        raw = ev.get("pitch")
+        if raw is None:
+            if action == "note":
+                self.err("a note needs 'pitch' (C4, 440, or a list for a chord)", line, node=name, key="pitch")
+                return
+            spec.score.append(Event(t, "note_off", name, line=line))  # every held note
+            return
+        pitches = []
+        for p in (raw if isinstance(raw, list) else [raw]):
+            try:
+                f = parse_value(p, "Hz")
+                if not 0 < f < spec.sample_rate / 2:
+                    raise UnitError(f"{f:g} Hz is not between 0 and half the sample rate")
+                pitches.append(f)
+            except UnitError as e:
+                self.err(f"pitch: {e}", line, node=name, key="pitch")
+                return
+        velocity = 1.0
+        if "velocity" in ev:
+            try:
+                velocity = parse_value(ev["velocity"], "x")
+                if not 0 <= velocity <= 1:
+                    raise UnitError("velocity is from 0 to 1")
+            except UnitError as e:
+                self.err(f"velocity: {e}", line, node=name, key="velocity")
+                return
+        length = None
+        if "length" in ev:
+            if action != "note":
+                self.err("'length' goes with a note", line, node=name, key="length")
+                return
+            try:
+                length = parse_time(ev["length"])
+            except UnitError as e:
+                self.err(f"length: {e}", line, node=name, key="length")
+                return
+        for f in pitches:
+            spec.score.append(Event(t, action, name, value=velocity, pitch=f, line=line))
+            if length is not None:
+                spec.score.append(Event(t + length, "note_off", name, pitch=f, line=line))
+
     def _score(self, spec: PatchSpec, score, line):
         if not isinstance(score, list):
             self.err("score is a list of events like {at: 1.5, set: filter.cutoff, to: 800}", line, key="score")
@@ -559,15 +670,17 @@ class PatchParser:
         spec.score.sort(key=lambda e: e.time)  # stable: same-time events keep their order
 
     def _event(self, spec: PatchSpec, ev, line):
-        actions = [a for a in ("set", "ramp", "trigger", "release") if a in ev]
-        allowed = {"at", "set", "ramp", "trigger", "release", "to", "over", "curve", "length", "velocity"}
+        actions = [a for a in ("set", "ramp", "trigger", "release", "note", "note_off", "all_off") if a in ev]
+        allowed = {"at", "set", "ramp", "trigger", "release", "note", "note_off", "all_off", "pitch", "to", "over",
+                   "curve", "length", "velocity"}
         for k in ev:
             if k not in allowed:
                 self.err(f"unknown key '{k}' in a score event", line, key=str(k),
                          hint=suggest(k, allowed) or "valid: " + ", ".join(sorted(allowed)))
                 return
         if len(actions) != 1:
-            self.err("a score event needs exactly one of set, ramp, trigger, release", line, key="score")
+            self.err("a score event needs exactly one of set, ramp, trigger, release, note, note_off, all_off",
+                     line, key="score")
             return
         if "at" not in ev:
             self.err("a score event needs 'at' (its time, e.g. at: 1.5 or at: 1500ms)", line, key="at")
@@ -581,6 +694,9 @@ class PatchParser:
             return
         action = actions[0]
         target = ev[action]
+        if action in ("note", "note_off", "all_off"):
+            self._note_event(spec, ev, line, t, action, str(target))
+            return
         if action in ("trigger", "release"):
             name = str(target)
             if name not in spec.nodes:

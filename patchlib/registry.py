@@ -54,6 +54,7 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    importlib.import_module("patchlib.poly")  # the engine's own node type
     eps = entry_points(group=ENTRY_POINT_GROUP)
     names = set()
     for ep in eps:

@@ -35,6 +35,10 @@ class Constant(Node):
     def process(self, n, t):
         self.out["out"][0, :n] = self.par["value"][:n]
 
+    @classmethod
+    def process_batch(cls, b, n, t):
+        b.out["out"][:, 0, :n] = b.par["value"][:, :n]
+
 
 @register("gain")
 class Gain(Node):
