@@ -68,14 +68,18 @@ def map_affine(src, buf, n, a, b, lo, hi):
 @numba.njit(cache=True, nogil=True)
 def map_exp(src, buf, n, base, k, lo, hi):
     """buf = clip(base * exp(k * (x + 1) / 2), lo, hi): -1..1 onto [base, base*e^k]."""
+    # float32 exp (the result is float32 anyway): 0.3 ppm, half the time of float64
     c = src.shape[0]
+    half_k = np.float32(k * 0.5)
+    base32 = np.float32(base)
+    one = np.float32(1.0)
     for i in range(n):
         x = src[0, i]
         for j in range(1, c):
             x += src[j, i]
         if c > 1:
             x /= c
-        y = base * np.exp(k * (x + 1.0) * 0.5)
+        y = base32 * np.exp(half_k * (x + one))
         if y < lo:
             y = lo
         elif y > hi:
