@@ -8,6 +8,8 @@ A new node type gets all of this for free by being registered.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,13 @@ from patchlib import registry
 
 SR = 16000
 FRAMES = 2400
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _in_repo_root(monkeypatch):
+    # dict patches resolve files (a sample for 'file') from the working directory
+    monkeypatch.chdir(ROOT)
 
 # How to give each type an input it accepts; everything else gets defaults.
 SPECIAL = {
