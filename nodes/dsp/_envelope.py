@@ -1,4 +1,8 @@
-"""ADSR envelope kernel (numba).
+"""Envelope kernels (numba): the classic ADSR, and shaped ADSR / AR segments.
+
+The shaped kernel (:func:`env_kernel`: curved segments that land on their
+targets on the exact sample, and the ar envelope) is documented further down,
+where it starts. What follows is the classic :func:`adsr_kernel`.
 
 The output is the continuous-time envelope sampled at each sample: a gate edge
 at sample ``e`` happens at time ``e / sr``, so ``out[e]`` is the level at the
@@ -47,6 +51,16 @@ __all__ = [
     "SNAP",
     "adsr_state",
     "adsr_kernel",
+    "STAGE_SUSTAIN",
+    "QMIN",
+    "KIND_ADSR",
+    "KIND_AR",
+    "KIND_ASR",
+    "ENV_STATE_SIZE",
+    "env_state",
+    "env_kernel",
+    "env_trigger",
+    "env_release",
 ]
 
 STAGE_IDLE = 0
@@ -177,3 +191,267 @@ def adsr_kernel(out, n, gate, attack, decay, sustain, release, sr, state):
     state[_ST] = stage
     state[_LV] = level
     state[_GT] = 1.0 if last else 0.0
+
+
+# ---------------------------------------------------------------------------
+# Shaped envelopes: curved segments that reach their targets exactly on time
+# ---------------------------------------------------------------------------
+#
+# A segment goes from its start level ``L0`` toward ``T`` in ``N = time * sr``
+# samples with a bend ``c`` in [-1, 1]. Written as progress ``y(u)`` from 0 to
+# 1 over ``u = k / N``, with ``q = QMIN ** |c|``:
+#
+# * ``c = 0``: straight, ``y = u``.
+# * ``c > 0``: an RC (one-pole) curve, fast at first and bending into the
+#   target: ``y = (1 - q**u) / (1 - q)``. It is a one-pole step toward a point
+#   past the target, ``P = T + r (T - L0)`` with ``r = q / (1 - q)``, by the
+#   factor ``q ** (1 / N)`` per sample, so the level lands on ``T`` at ``u = 1``
+#   exactly (the analog ADSR's "overshoot comparator" trick). ``c = 1`` is as
+#   steep as the classic -60 dB decay (``q = 1e-3``) but arrives.
+# * ``c < 0``: the mirror image, slow at first then fast: the distance from a
+#   point before the start, ``P = L0 - r (T - L0)``, grows by ``q ** (-1/N)``.
+#
+# The step that lands within half a step of ``T`` snaps onto it, so the
+# stage change is on the exact sample ``round(N)`` after the segment started
+# (float rounding can never move it by one). Attack is *rate* based: its
+# curve is the one of a full 0 -> 1 rise, and a retrigger continues on that
+# curve from the current level (no jump, and less time from higher up).
+# Decay and release are *time* based: from wherever they start they take
+# exactly their time.
+
+#: Stage of a shaped envelope after the decay segment: following sustain.
+STAGE_SUSTAIN = 4
+#: Bend of ``|c| = 1``: the distance left to the overshoot point, as a
+#: fraction of the whole segment (-60 dB, like the classic decay).
+QMIN = 1e-3
+_LN_QMIN = np.log(QMIN)
+#: Below this bend a segment is straight (the curve differs from a line by
+#: less than 1e-5 of its height there; avoids huge overshoot points).
+CURVE_MIN = 1e-4
+
+#: Envelope kinds of :func:`env_kernel`.
+KIND_ADSR = 0
+KIND_AR = 1  # percussive: attack, then release at once; the gate's fall is ignored
+KIND_ASR = 2  # attack, hold at full while the gate is on, release
+
+#: ``state = [stage, level, last gate, segment start, event gate, velocity,
+#: pending trigger]``.
+ENV_STATE_SIZE = 7
+_L0 = 3
+_EVG = 4
+_VEL = 5
+_PEND = 6
+
+
+def env_state() -> np.ndarray:
+    """Fresh shaped-envelope state: idle at 0, velocity 1."""
+    s = np.zeros(ENV_STATE_SIZE, dtype=np.float64)
+    s[_VEL] = 1.0
+    return s
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _curve_coef(seconds, c, sr):
+    """``(samples, factor, r)`` for a segment of ``seconds`` with bend ``c``.
+
+    ``factor`` is the per-sample one-pole factor (``< 1`` for ``c > 0``,
+    ``> 1`` for ``c < 0``; 1 for a straight segment), ``r`` the overshoot
+    ratio. ``samples < 0.5`` means the segment is instantaneous.
+    """
+    ns = np.float64(seconds) * sr
+    if not ns > 0.0:  # also NaN
+        ns = 0.0
+    cc = np.float64(c)
+    if not cc == cc:
+        cc = 0.0
+    if cc > 1.0:
+        cc = 1.0
+    elif cc < -1.0:
+        cc = -1.0
+    ac = abs(cc)
+    if ac < CURVE_MIN or ns < 0.5:
+        return ns, 1.0, 0.0
+    q = np.exp(_LN_QMIN * ac)
+    r = q / (1.0 - q)
+    f = np.exp(_LN_QMIN * ac / ns)
+    if cc < 0.0:
+        f = 1.0 / f
+    return ns, f, r
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _seg(level, l0, target, ns, f, r):
+    """One sample of a segment from ``l0`` toward ``target``: ``(level, done)``."""
+    d = target - l0
+    if ns < 0.5 or d == 0.0:
+        return target, True
+    sgn = 1.0 if d > 0.0 else -1.0
+    if (target - level) * sgn <= 0.0:  # already there (or the target moved past us)
+        return level, True
+    if f == 1.0:
+        new = level + d / ns
+    elif f < 1.0:
+        p = target + r * d
+        new = p + (level - p) * f
+    else:
+        p = l0 - r * d
+        new = p + (level - p) * f
+    if (target - new) * sgn <= 0.5 * abs(new - level):
+        return target, True
+    return new, False
+
+
+@numba.njit(cache=True, nogil=True)
+def env_kernel(out, n, gate_in, attack, decay, sustain, release, acurve, dcurve, rcurve, sr, kind, state):
+    """Render ``n`` samples of a shaped envelope (times velocity) into ``out[:n]``.
+
+    Args:
+        out: float32 1-D output.
+        n: Number of samples.
+        gate_in: float32 ``(>= n,)`` gate input (zeros when unconnected); the
+            gate is on while ``max(gate_in, event gate) > 0.5``.
+        attack, decay, release: float32 ``(>= n,)`` seconds; attack is the
+            time of a full 0 -> 1 rise, decay the time from the peak to
+            sustain, release the time from wherever it starts to 0.
+        sustain: float32 ``(>= n,)`` level (clamped to [0, 1]; ignored
+            unless ``kind`` is :data:`KIND_ADSR`).
+        acurve, dcurve, rcurve: float32 ``(>= n,)`` bends in [-1, 1].
+        sr: Sample rate in Hz.
+        kind: :data:`KIND_ADSR`, :data:`KIND_AR` or :data:`KIND_ASR`.
+        state: float64 from :func:`env_state`, updated in place. Events
+            write ``[event gate, velocity, pending trigger]`` into it.
+    """
+    stage = np.int64(state[_ST])
+    level = state[_LV]
+    last = state[_GT] > 0.5
+    l0 = state[_L0]
+    evg = state[_EVG]
+    vel = state[_VEL]
+    pend = state[_PEND] > 0.5
+    # parameter -> coefficient caches (pure functions of the values)
+    la = np.nan
+    lac = np.nan
+    ld = np.nan
+    ldc = np.nan
+    lr = np.nan
+    lrc = np.nan
+    lsd = np.nan
+    ans = af = ar_ = 0.0
+    dns = df = dr = 0.0
+    rns = rf = rr = 0.0
+    cd = 0.0
+    for i in range(n):
+        if kind == KIND_ADSR:
+            s = np.float64(sustain[i])
+            if not s >= 0.0:  # also NaN
+                s = 0.0
+            if s > 1.0:
+                s = 1.0
+        else:
+            s = 1.0
+        # 1. advance from the previous sample's time to this one
+        if stage == STAGE_ATTACK:
+            a = attack[i]
+            ac = acurve[i]
+            if a != la or ac != lac:
+                la = a
+                lac = ac
+                ans, af, ar_ = _curve_coef(a, ac, sr)
+            level, done = _seg(level, 0.0, 1.0, ans, af, ar_)
+            if done:
+                l0 = level
+                stage = STAGE_RELEASE if kind == KIND_AR else STAGE_DECAY
+        elif stage == STAGE_DECAY:
+            dd = decay[i]
+            dc = dcurve[i]
+            if dd != ld or dc != ldc:
+                ld = dd
+                ldc = dc
+                dns, df, dr = _curve_coef(dd, dc, sr)
+            level, done = _seg(level, l0, s, dns, df, dr)
+            if done:
+                stage = STAGE_SUSTAIN
+        elif stage == STAGE_SUSTAIN:
+            # follow a moving sustain smoothly (the classic -60 dB-in-decay one-pole)
+            dd = decay[i]
+            if dd != lsd:
+                lsd = dd
+                cd = _coef(dd, sr)
+            level = s + (level - s) * cd
+            if -SNAP < level - s < SNAP:
+                level = s
+        elif stage == STAGE_RELEASE:
+            rl = release[i]
+            rc = rcurve[i]
+            if rl != lr or rc != lrc:
+                lr = rl
+                lrc = rc
+                rns, rf, rr = _curve_coef(rl, rc, sr)
+            level, done = _seg(level, l0, 0.0, rns, rf, rr)
+            if done:
+                level = 0.0
+                stage = STAGE_IDLE
+        # 2. gate edges at this sample's time
+        gi = np.float64(gate_in[i])
+        g = gi > 0.5 or evg > 0.5
+        if (g and not last) or pend:
+            pend = False
+            stage = STAGE_ATTACK
+            a = attack[i]
+            ac = acurve[i]
+            if a != la or ac != lac:
+                la = a
+                lac = ac
+                ans, af, ar_ = _curve_coef(a, ac, sr)
+            if ans < 0.5 or level >= 1.0:  # zero attack (or already at the top): peak now
+                l0 = level if level > 1.0 else 1.0
+                level = l0
+                stage = STAGE_RELEASE if kind == KIND_AR else STAGE_DECAY
+        elif last and not g and kind != KIND_AR:
+            if stage != STAGE_IDLE:
+                stage = STAGE_RELEASE
+                l0 = level
+                rl = release[i]
+                rc = rcurve[i]
+                if rl != lr or rc != lrc:
+                    lr = rl
+                    lrc = rc
+                    rns, rf, rr = _curve_coef(rl, rc, sr)
+                if rns < 0.5 or level < SNAP:  # zero release: silent now
+                    level = 0.0
+                    stage = STAGE_IDLE
+        last = g
+        out[i] = level * vel
+    state[_ST] = stage
+    state[_LV] = level
+    state[_GT] = 1.0 if last else 0.0
+    state[_L0] = l0
+    state[_PEND] = 1.0 if pend else 0.0
+
+
+def env_trigger(state, velocity, retrigger=True):
+    """Apply a trigger event to a shaped-envelope state (between kernel calls).
+
+    The attack starts on the next rendered sample, from the current level.
+    A different velocity rescales the level so the output (level x
+    velocity) does not jump; a level that ends above the new peak glides
+    down instead of attacking. ``retrigger=False`` (legato): while the gate
+    is held, the trigger changes nothing.
+    """
+    held = state[_GT] > 0.5 or state[_EVG] > 0.5
+    if held and not retrigger:
+        state[_EVG] = 1.0
+        return
+    v = float(velocity)
+    old = state[_VEL]
+    if state[_LV] > 0.0 and v > 0.0 and v != old:
+        state[_LV] = state[_LV] * old / v
+    if v > 0.0 or state[_LV] == 0.0:
+        state[_VEL] = v
+    state[_EVG] = 1.0
+    state[_PEND] = 1.0
+
+
+def env_release(state):
+    """Apply a release event: the gate closes (unless the gate input holds it)."""
+    state[_EVG] = 0.0
