@@ -54,11 +54,24 @@ class _Acc(Node):
                       b.state["state"][v], n, t)
 
 
+class _Plain(Node):
+    """Test node: a sine that never batches (so the accumulators must gather their inputs)."""
+
+    params = {"freq": Param(100.0, (0.0, 4000.0), "Hz", doc="frequency")}
+
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        self.sr = ctx.sample_rate
+
+    def process(self, n, t):
+        self.out["out"][0, :n] = np.sin(2 * np.pi * self.par["freq"][0] * (t + np.arange(n)) / self.sr)
+
+
 def _patch(voices=6, bad=None):
     nodes = {}
     for k in range(voices):
         nodes[f"lfo{k}"] = {"type": "test_acc", "rate": 2.0 + k}
-        nodes[f"src{k}"] = {"type": "sine", "freq": 200 * (k + 1)}
+        nodes[f"src{k}"] = {"type": "test_plain", "freq": 200 * (k + 1)}
         nodes[f"acc{k}"] = {"type": "test_acc", "in": f"src{k}", "rate": 50 + 10 * k,
                             "bad_after": bad if (bad and k == 2) else 0}
         nodes[f"amp{k}"] = {"type": "gain", "in": f"acc{k}", "gain": {"from": f"lfo{k}", "range": [0.1, 0.5]}}
@@ -72,6 +85,7 @@ def _patch(voices=6, bad=None):
 def acc(scratch_registry):
     cls = type("_AccT", (_Acc,), {"calls": 0})
     scratch_registry.register("test_acc")(cls)
+    scratch_registry.register("test_plain")(_Plain)
     return cls
 
 
@@ -99,7 +113,7 @@ def test_batch_reads_stacked_sources_without_copies(acc):
     assert not amp.gathers
     assert np.shares_memory(amp.batch.inp["in"], acc_b.out["out"])
     assert [n[3:] for n in amp.names] == [n[3:] for n in acc_b.names]
-    # sines do not batch, so the accumulators gather their inputs
+    # the plain sources do not batch, so the accumulators gather their inputs
     assert acc_b.gathers
     # the mix reads all six gains' rows in one view
     assert e.nodes["sum"]._xs is not None

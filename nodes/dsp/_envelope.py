@@ -455,3 +455,34 @@ def env_trigger(state, velocity, retrigger=True):
 def env_release(state):
     """Apply a release event: the gate closes (unless the gate input holds it)."""
     state[_EVG] = 0.0
+
+
+# ---------------------------------------------------------------- batches
+@numba.njit(cache=True, nogil=True)
+def adsr_batch(out, n, gate_in, connected, ctl, gbuf, attack, decay, sustain, release, sr, state):
+    """:func:`adsr_kernel` for a batch of classic adsr nodes (row v = node v).
+
+    ``ctl[v] = [event gate, velocity]``; the gate each node sees is the max of
+    its gate input (when ``connected``) and its event gate, as one by one.
+    """
+    for v in range(out.shape[0]):
+        eg = np.float32(ctl[v, 0])
+        for i in range(n):
+            g = eg
+            if connected and gate_in[v, 0, i] > g:
+                g = gate_in[v, 0, i]
+            gbuf[i] = g
+        y = out[v, 0]
+        adsr_kernel(y, n, gbuf, attack[v], decay[v], sustain[v], release[v], sr, state[v])
+        vel = np.float32(ctl[v, 1])
+        if vel != 1.0:
+            for i in range(n):
+                y[i] *= vel
+
+
+@numba.njit(cache=True, nogil=True)
+def env_batch(out, n, gate_in, attack, decay, sustain, release, acurve, dcurve, rcurve, sr, kind, state):
+    """:func:`env_kernel` for a batch of shaped envelopes (row v = node v)."""
+    for v in range(out.shape[0]):
+        env_kernel(out[v, 0], n, gate_in[v, 0], attack[v], decay[v], sustain[v], release[v], acurve[v],
+                   dcurve[v], rcurve[v], sr, kind, state[v])

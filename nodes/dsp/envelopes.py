@@ -92,13 +92,45 @@ class ADSR(Node):
         self._y = self.out["out"][0]
         self.reset()
 
+    batch_state = ("state", "ctl")
+
     def reset(self):
+        self.ctl = np.array([0.0, 1.0])  # [event gate, velocity] (classic), stacked when batched
         if self._shaped:
             self.state = _envelope.env_state()
             return
         self.state = _envelope.adsr_state()
-        self.event_gate = 0.0
-        self.velocity = 1.0
+
+    # the classic envelope's gate and velocity live in ``ctl`` so a batch can stack them
+    @property
+    def event_gate(self):
+        return self.ctl[0]
+
+    @event_gate.setter
+    def event_gate(self, value):
+        self.ctl[0] = value
+
+    @property
+    def velocity(self):
+        return self.ctl[1]
+
+    @velocity.setter
+    def velocity(self, value):
+        self.ctl[1] = value
+
+    def batch_key(self):
+        return (self._shaped,)  # legato only changes how events are taken
+
+    @classmethod
+    def process_batch(cls, b, n, t):
+        p = b.par
+        if b._shaped:
+            _envelope.env_batch(b.out["out"], n, b.inp["gate"], p["attack"], p["decay"], p["sustain"],
+                                p["release"], p["attack_curve"], p["decay_curve"], p["release_curve"],
+                                b.sr, _envelope.KIND_ADSR, b.state["state"])
+        else:
+            _envelope.adsr_batch(b.out["out"], n, b.inp["gate"], b._gate_connected, b.state["ctl"], b._gate,
+                                 p["attack"], p["decay"], p["sustain"], p["release"], b.sr, b.state["state"])
 
     def event(self, kind, value=1.0):
         if self._shaped:
@@ -153,7 +185,7 @@ class ADSR(Node):
         _envelope.adsr_kernel(self._y, n, g, p["attack"], p["decay"], p["sustain"], p["release"],
                               self.sr, self.state)
         if self.velocity != 1.0:
-            self._y[:n] *= self.velocity
+            self._y[:n] *= np.float32(self.velocity)
 
 
 @register("ar")
