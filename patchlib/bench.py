@@ -1,10 +1,10 @@
-"""``patchlib bench``: the reference voice bank, rendered by patchlib, pyo and scipy.
+"""``patchlib bench``: two reference workloads, each rendered by patchlib and pyo in one run.
 
-The voice bank is 16 voices summed: voice ``k`` (0..15) is a band-limited saw
-at ``55 * 2**(k/7)`` Hz through a resonant lowpass (Q 4) whose cutoff an own
-sine LFO at ``0.1 + 1.9*k/15`` Hz sweeps over 300..3000 Hz on an exponential
-curve; the mix has a gain of 1/16 per voice. It is rendered, in one run, at
-48 kHz, for the same number of seconds at each block size, three ways:
+**The voice bank** (``voices``) is 16 voices summed: voice ``k`` (0..15) is a
+band-limited saw at ``55 * 2**(k/7)`` Hz through a resonant lowpass (Q 4)
+whose cutoff an own sine LFO at ``0.1 + 1.9*k/15`` Hz sweeps over
+300..3000 Hz on an exponential curve; the mix has a gain of 1/16 per voice.
+Three engines render it:
 
 * **patchlib**: the patch as a dict (:func:`voice_bank_patch`) through
   :func:`patchlib.load_patch` and :class:`patchlib.Engine`; only
@@ -25,12 +25,28 @@ curve; the mix has a gain of 1/16 per voice. It is rendered, in one run, at
   ``lfilter(b, a, x, zi=zi)`` carrying the state. The naive saw is cheaper
   than a band-limited one: the choice favours scipy, not patchlib.
 
+**The plucked strings** (``strings``) are 8 Karplus-Strong strings at
+E2 A2 D3 G3 B3 E4 A4 D5, T60 decay 2 s, each plucked (velocity 0.8) every
+0.5 s, string ``k`` from ``k/16`` s on so that the plucks do not land on one
+sample, mixed with a gain of 1/8 each. Two engines render it:
+
+* **patchlib**: :func:`strings_patch`, 8 ``string`` nodes plucked by score
+  ``trigger`` events, through a ``mix`` node; timed like the voice bank.
+* **pyo**: per string ``Metro(0.5).play(delay=k/16)`` -> ``TrigEnv`` (a 5 ms
+  decaying envelope, ``mul=0.8``) as the ``mul`` of a ``Noise`` (the pluck)
+  -> ``Waveguide(pluck, freq, dur)``, ``Mix(..., mul=1/8).out()``.
+  ``Waveguide``'s ``dur`` is the time to fall by 40 dB, so it is 2/3 of the
+  T60 (the same decay as patchlib's).
+
 Everything runs pinned to one core (where the OS lets us). Each figure is the
-best of ``repeats`` runs, the three engines interleaved run by run so that
-load from elsewhere hits them alike.
+best of ``repeats`` runs, the engines interleaved run by run so that load
+from elsewhere hits them alike. The targets (:data:`PYO_TARGETS`,
+:data:`STARTUP_TARGET`) are ratios to pyo measured in the same run, so they
+hold across machines; plus "faster than scipy" for the voice bank.
 
     >>> from patchlib import bench
     >>> res = bench.run(seconds=2, block_sizes=(256,), output=None)  # doctest: +SKIP
+    >>> res["workloads"]["strings"]["blocks"][256]["patchlib/pyo"]  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -49,17 +65,45 @@ import time
 import numpy as np
 
 SAMPLE_RATE = 48000
+
+#: the workloads, in the order they run and appear in the report
+WORKLOADS = ("voices", "strings")
+TITLES = {"voices": "Voice bank", "strings": "Plucked strings"}
+#: the engines each workload is rendered with
+ENGINES = {"voices": ("patchlib", "pyo", "scipy"), "strings": ("patchlib", "pyo")}
+#: targets: patchlib's real-time factor over pyo's in the same run, per workload and block size
+PYO_TARGETS = {"voices": {256: 1.0, 64: 0.7}, "strings": {64: 2.0, 256: 2.0}}
+#: target: seconds from ``import patchlib`` to the end of the first block (warm numba cache)
+STARTUP_TARGET = 2.0
+
+# the voice bank
 VOICES = 16
 CUTOFF_RANGE = (300.0, 3000.0)
 Q = 4.0
 GAIN = 1.0 / VOICES
-#: speed targets of patchlib (x real time, one core), per block size
-TARGETS = {256: 25.0, 64: 10.0}
+
+# the plucked strings
+STRINGS = 8
+STRING_NOTES = ("E2", "A2", "D3", "G3", "B3", "E4", "A4", "D5")
+_STRING_MIDI = (40, 45, 50, 55, 59, 64, 69, 74)
+RETRIGGER = 0.5  # s between plucks of one string
+STAGGER = 1.0 / 16.0  # s between the first plucks of neighbouring strings
+DECAY = 2.0  # T60, s
+VELOCITY = 0.8
+BURST = 0.005  # s, pyo's noise burst
+STRING_GAIN = 1.0 / STRINGS
 
 _THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NUMBA_NUM_THREADS": "1"}
 
 
+def _check_workload(workload: str) -> str:
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}: use one of {', '.join(WORKLOADS)}")
+    return workload
+
+
+# --------------------------------------------------------------------- the patches
 def voice_freqs() -> list[float]:
     """Saw frequencies: ``55 * 2**(k/7)`` Hz, k = 0..15."""
     return [55.0 * 2.0 ** (k / 7.0) for k in range(VOICES)]
@@ -83,6 +127,40 @@ def voice_bank_patch(block_size: int = 256, sample_rate: int = SAMPLE_RATE) -> d
     return {"sample_rate": int(sample_rate), "block_size": int(block_size), "nodes": nodes, "out": "sum"}
 
 
+def string_freqs() -> list[float]:
+    """The strings' pitches in Hz: E2 A2 D3 G3 B3 E4 A4 D5 (equal temperament, A4 = 440 Hz)."""
+    return [440.0 * 2.0 ** ((m - 69) / 12.0) for m in _STRING_MIDI]
+
+
+def pluck_times(k: int, seconds: float) -> list[float]:
+    """When string ``k`` is plucked within ``seconds``: ``k/16 + 0.5*j`` s."""
+    out, j = [], 0
+    while k * STAGGER + j * RETRIGGER < seconds:
+        out.append(k * STAGGER + j * RETRIGGER)
+        j += 1
+    return out
+
+
+def strings_patch(block_size: int = 256, seconds: float = 30.0, sample_rate: int = SAMPLE_RATE) -> dict:
+    """The plucked strings as a patch dict, with a score of plucks covering ``seconds``."""
+    nodes: dict = {}
+    for k, f in enumerate(string_freqs()):
+        nodes[f"s{k}"] = {"type": "string", "freq": f, "decay": DECAY}
+    nodes["mix"] = {"type": "mix", "in": [f"s{k}" for k in range(STRINGS)], "gains": [STRING_GAIN] * STRINGS}
+    score = [{"at": t, "trigger": f"s{k}", "velocity": VELOCITY}
+             for k in range(STRINGS) for t in pluck_times(k, seconds)]
+    score.sort(key=lambda ev: ev["at"])
+    return {"sample_rate": int(sample_rate), "block_size": int(block_size), "duration": float(seconds),
+            "nodes": nodes, "out": "mix", "score": score}
+
+
+def patch(workload: str, block_size: int = 256, seconds: float = 30.0) -> dict:
+    """A workload's patch dict (``seconds`` sets the strings' score)."""
+    if _check_workload(workload) == "voices":
+        return voice_bank_patch(block_size)
+    return strings_patch(block_size, seconds)
+
+
 def _frames(seconds: float) -> int:
     return int(round(seconds * SAMPLE_RATE))
 
@@ -93,21 +171,22 @@ def _rms(y) -> float:
 
 
 # --------------------------------------------------------------------- patchlib
-def _patchlib_engine(block_size: int):
+def _patchlib_engine(block_size: int, workload: str = "voices", seconds: float = 30.0):
     from . import Engine, load_patch
 
-    return Engine(load_patch(voice_bank_patch(block_size)), block_size=block_size)
+    return Engine(load_patch(patch(workload, block_size, seconds)), block_size=block_size)
 
 
-def render_patchlib(seconds: float, block_size: int = 256) -> np.ndarray:
-    """The voice bank rendered by patchlib: mono float32, ``seconds * 48000`` frames."""
-    return _patchlib_engine(block_size).render(_frames(seconds))[0]
+def render_patchlib(seconds: float, block_size: int = 256, workload: str = "voices") -> np.ndarray:
+    """A workload rendered by patchlib: mono float32, ``seconds * 48000`` frames."""
+    return _patchlib_engine(block_size, workload, seconds).render(_frames(seconds))[0]
 
 
-def _time_patchlib(seconds: float, block_size: int) -> tuple[float, float, float]:
+def _time_patchlib(workload: str, seconds: float, block_size: int) -> tuple[float, float, float]:
     """(wall seconds of Engine.render, output RMS, audio seconds); JIT / cache load excluded."""
-    _patchlib_engine(block_size).render(min(_frames(seconds), 4 * 4800))  # warm-up: numba, caches
-    engine = _patchlib_engine(block_size)
+    # warm-up on another engine: numba, caches; 0.4 s holds a pluck of every string
+    _patchlib_engine(block_size, workload, seconds).render(min(_frames(seconds), 4 * 4800))
+    engine = _patchlib_engine(block_size, workload, seconds)
     frames = _frames(seconds)
     t0 = time.perf_counter()
     y = engine.render(frames)
@@ -185,7 +264,9 @@ def render_scipy(seconds: float, block_size: int = 256) -> np.ndarray:
     return ScipyVoiceBank(block_size).render(_frames(seconds)).astype(np.float32)
 
 
-def _time_scipy(seconds: float, block_size: int) -> tuple[float, float, float]:
+def _time_scipy(workload: str, seconds: float, block_size: int) -> tuple[float, float, float]:
+    if workload != "voices":
+        raise ValueError(f"no scipy version of the {workload} workload")
     ScipyVoiceBank(block_size).render(min(_frames(seconds), 4800))  # warm-up (imports, caches)
     bank = ScipyVoiceBank(block_size)
     frames = _frames(seconds)
@@ -196,23 +277,28 @@ def _time_scipy(seconds: float, block_size: int) -> tuple[float, float, float]:
 
 
 # --------------------------------------------------------------------- pyo
-PYO_OBJECTS = ("LFO(freq, sharp=1, type=0) (band-limited saw); Sine(rate, mul=0.5, add=0.5) -> "
+_PYO_SERVER = ("Server(sr=48000, nchnls=1, buffersize=B, duplex=0, audio='offline'), setGlobalSeed(1), "
+               "recordOptions(dur, <temp dir>/pyo.wav, fileformat=0 (WAV), sampletype=3 (float32))")
+#: what pyo runs, per workload (for the report)
+PYO_DESCRIPTIONS = {
+    "voices": ("LFO(freq, sharp=1, type=0) (band-limited saw); Sine(rate, mul=0.5, add=0.5) -> "
                "Pow(10, sine, mul=300) (300..3000 Hz, exponential); Biquad(saw, freq=cutoff, q=4, type=0) "
                "(RBJ lowpass, coefficients per sample from the audio-rate freq); Mix(filters, voices=1, "
-               "mul=1/16).out(); Server(sr=48000, nchnls=1, buffersize=B, duplex=0, audio='offline'), "
-               "recordOptions(dur, <temp dir>/pyo.wav, fileformat=0 (WAV), sampletype=3 (float32))")
+               "mul=1/16).out(); " + _PYO_SERVER),
+    "strings": (f"per string k: Metro(time=0.5).play(delay=k/16) (the plucks); "
+                f"TrigEnv(metro, table=LinTable([(0, 1), ({int(BURST * SAMPLE_RATE) - 1}, 0)], "
+                f"size={int(BURST * SAMPLE_RATE)}), dur={BURST:g}, mul={VELOCITY:g}) (a {BURST * 1e3:g} ms "
+                f"decaying envelope at velocity {VELOCITY:g}); Noise(mul=envelope) (the pluck: a noise burst); "
+                f"Waveguide(pluck, freq=f, dur={DECAY * 2 / 3:.3f}, minfreq=20) (one delay line with a lowpass "
+                f"and Lagrange interpolation; dur = the time to fall by 40 dB, 2/3 of the T60 of {DECAY:g} s; a "
+                f"pluck adds to what still rings); "
+                f"Mix(strings, voices=1, mul=1/8).out(); " + _PYO_SERVER),
+}
+PYO_OBJECTS = PYO_DESCRIPTIONS["voices"]
 
 
-def _pyo_worker(block_size: int, seconds: float, path: str) -> None:
-    """Render the voice bank with pyo's offline server; print one JSON line."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        import pyo  # prints GUI-toolkit notices on import
-
-    s = pyo.Server(sr=SAMPLE_RATE, nchnls=1, buffersize=int(block_size), duplex=0, audio="offline",
-                   verbosity=1).boot()
-    s.recordOptions(dur=float(seconds), filename=path, fileformat=0, sampletype=3)
-    keep = []
-    voices = []
+def _pyo_voices(pyo) -> tuple[list, object]:
+    keep, voices = [], []
     lo, hi = CUTOFF_RANGE
     for f, r in zip(voice_freqs(), lfo_rates()):
         lfo = pyo.Sine(freq=r, mul=0.5, add=0.5)  # 0..1
@@ -221,7 +307,34 @@ def _pyo_worker(block_size: int, seconds: float, path: str) -> None:
         flt = pyo.Biquad(saw, freq=cutoff, q=Q, type=0)
         keep += [lfo, cutoff, saw, flt]
         voices.append(flt)
-    mix = pyo.Mix(voices, voices=1, mul=GAIN).out()
+    return keep, pyo.Mix(voices, voices=1, mul=GAIN).out()
+
+
+def _pyo_strings(pyo) -> tuple[list, object]:
+    n = int(BURST * SAMPLE_RATE)
+    table = pyo.LinTable([(0, 1.0), (n - 1, 0.0)], size=n)
+    keep, strings = [table], []
+    for k, f in enumerate(string_freqs()):
+        metro = pyo.Metro(time=RETRIGGER).play(delay=k * STAGGER)
+        env = pyo.TrigEnv(metro, table=table, dur=BURST, mul=VELOCITY)
+        pluck = pyo.Noise(mul=env)
+        # Waveguide's dur: seconds to fall by 40 dB = 2/3 of the T60
+        wg = pyo.Waveguide(pluck, freq=f, dur=DECAY * 40.0 / 60.0, minfreq=20)
+        keep += [metro, env, pluck, wg]
+        strings.append(wg)
+    return keep, pyo.Mix(strings, voices=1, mul=STRING_GAIN).out()
+
+
+def _pyo_worker(workload: str, block_size: int, seconds: float, path: str) -> None:
+    """Render a workload with pyo's offline server; print one JSON line."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import pyo  # prints GUI-toolkit notices on import
+
+    s = pyo.Server(sr=SAMPLE_RATE, nchnls=1, buffersize=int(block_size), duplex=0, audio="offline",
+                   verbosity=1).boot()
+    s.recordOptions(dur=float(seconds), filename=path, fileformat=0, sampletype=3)
+    s.setGlobalSeed(1)  # the same noise bursts every run: the same RMS
+    keep, mix = {"voices": _pyo_voices, "strings": _pyo_strings}[_check_workload(workload)](pyo)
     t0 = time.perf_counter()
     s.start()  # offline: renders the whole duration, then returns
     wall = time.perf_counter() - t0
@@ -230,10 +343,10 @@ def _pyo_worker(block_size: int, seconds: float, path: str) -> None:
     print(json.dumps({"wall": wall, "version": getattr(pyo, "PYO_VERSION", None)}))
 
 
-def _pyo_run(block_size: int, seconds: float, path: str) -> dict:
+def _pyo_run(workload: str, block_size: int, seconds: float, path: str) -> dict:
     env = dict(os.environ, **_THREAD_ENV)
-    cmd = [sys.executable, "-m", "patchlib.bench", "--pyo-worker", str(int(block_size)), repr(float(seconds)),
-           path]
+    cmd = [sys.executable, "-m", "patchlib.bench", "--pyo-worker", _check_workload(workload), str(int(block_size)),
+           repr(float(seconds)), path]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=max(120.0, 20.0 * seconds))
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -249,23 +362,26 @@ def _read_wav(path: str) -> np.ndarray:
     return y[:, 0]
 
 
-def render_pyo(seconds: float, block_size: int = 256) -> np.ndarray:
-    """The voice bank rendered by pyo (offline server, in a subprocess): mono float32."""
+def render_pyo(seconds: float, block_size: int = 256, workload: str = "voices") -> np.ndarray:
+    """A workload rendered by pyo (offline server, in a subprocess): mono float32."""
     with tempfile.TemporaryDirectory(prefix="patchlib-bench-") as d:
         path = os.path.join(d, "pyo.wav")
-        _pyo_run(block_size, seconds, path)
+        _pyo_run(workload, block_size, seconds, path)
         return _read_wav(path)[:_frames(seconds)]  # pyo renders whole buffers
 
 
-def _time_pyo(seconds: float, block_size: int) -> tuple[float, float, float]:
+def _time_pyo(workload: str, seconds: float, block_size: int) -> tuple[float, float, float]:
     # pyo renders whole buffers: a duration that is not a multiple of the
     # block renders a little more, and its real-time factor counts what it
     # rendered (the WAV's length)
     with tempfile.TemporaryDirectory(prefix="patchlib-bench-") as d:
         path = os.path.join(d, "pyo.wav")
-        res = _pyo_run(block_size, seconds, path)
+        res = _pyo_run(workload, block_size, seconds, path)
         y = _read_wav(path)
         return float(res["wall"]), _rms(y[:_frames(seconds)]), y.shape[0] / SAMPLE_RATE
+
+
+_TIMERS = {"patchlib": _time_patchlib, "pyo": _time_pyo, "scipy": _time_scipy}
 
 
 # --------------------------------------------------------------------- start-up
@@ -276,24 +392,33 @@ import json, patchlib
 from patchlib.registry import load_plugins
 load_plugins()
 t1 = time.perf_counter()
-spec = patchlib.load_patch(json.loads(PATCH))
-engine = patchlib.Engine(spec)
-t2 = time.perf_counter()
-engine.process()
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "build": t2 - t1, "first_block": t3 - t2, "total": t3 - t0}))
+res = {"import": t1 - t0, "workloads": {}}
+for name, patch in json.loads(PATCHES).items():
+    a = time.perf_counter()
+    engine = patchlib.Engine(patchlib.load_patch(patch))
+    b = time.perf_counter()
+    engine.process()
+    c = time.perf_counter()
+    res["workloads"][name] = {"build": b - a, "first_block": c - b}
+res["build"] = sum(w["build"] for w in res["workloads"].values())
+res["first_block"] = sum(w["first_block"] for w in res["workloads"].values())
+res["total"] = time.perf_counter() - t0
+print(json.dumps(res))
 """
 
 
-def measure_startup(runs: int = 2) -> dict:
+def measure_startup(runs: int = 2, workloads=("voices",)) -> dict:
     """Start-up of a fresh interpreter with a warm numba cache (best of ``runs``, after one warm-up).
 
     ``total`` runs from before ``import patchlib`` to the end of the first
-    block of the voice bank (import + node plugins, load_patch + Engine, one
-    256-frame block); ``process`` is the whole ``python -c`` wall time,
-    interpreter start-up included.
+    256-frame block of the last workload: import + node plugins, then for
+    each workload in turn load_patch + Engine (``workloads[w]["build"]``) and
+    one block (``workloads[w]["first_block"]``, numba's cache loading
+    included); ``build`` and ``first_block`` are their sums; ``process`` is
+    the whole ``python -c`` wall time, interpreter start-up included.
     """
-    code = _STARTUP_CODE.replace("PATCH", repr(json.dumps(voice_bank_patch(256))))
+    patches = {w: patch(w, 256, 1.0) for w in workloads}
+    code = _STARTUP_CODE.replace("PATCHES", repr(json.dumps(patches)))
     env = dict(os.environ, **_THREAD_ENV)
     best = None
     for i in range(runs + 1):
@@ -366,34 +491,105 @@ def _one_core():
 
 
 # --------------------------------------------------------------------- run
-def _fmt(x, suffix="×") -> str:
-    return "n/a" if x is None else f"{x:.1f}{suffix}"
+def _fmt(x, suffix="×", digits=1) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}{suffix}"
 
 
 def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def _workloads(workloads) -> tuple[str, ...]:
+    if isinstance(workloads, str):
+        workloads = [w.strip() for w in workloads.split(",") if w.strip()]
+    wanted = {_check_workload(w) for w in workloads}
+    if not wanted:
+        raise ValueError(f"no workload: use one or more of {', '.join(WORKLOADS)}")
+    return tuple(w for w in WORKLOADS if w in wanted)
+
+
+def _run_workload(workload: str, seconds: float, block_sizes, repeats: int, skip: set, say) -> dict:
+    """Time one workload with each of its engines at each block size (engines interleaved per repeat)."""
+    errors: dict[str, str] = {e: "not requested" for e in ENGINES[workload] if e in skip}
+    engines = [e for e in ENGINES[workload] if e not in skip]
+    blocks: dict[int, dict] = {}
+    for bs in block_sizes:
+        walls: dict[str, float | None] = {e: None for e in engines}
+        rms: dict[str, float | None] = {e: None for e in engines}
+        rt: dict[str, float | None] = {"patchlib": None, "pyo": None, "scipy": None}
+        for _ in range(repeats):
+            for e in engines:
+                if e in errors:
+                    continue
+                try:
+                    wall, r, audio = _TIMERS[e](workload, seconds, bs)
+                except Exception as exc:  # pyo / scipy missing or failing: n/a, go on
+                    if e == "patchlib":
+                        raise
+                    errors[e] = f"{type(exc).__name__}: {exc}"
+                    say(f"  {e}: n/a ({errors[e]})")
+                    continue
+                if walls[e] is None or wall < walls[e]:
+                    walls[e] = wall
+                    rt[e] = audio / wall
+                rms[e] = r
+        row = dict(rt)
+        row["patchlib/pyo"] = _ratio(rt["patchlib"], rt["pyo"])
+        row["patchlib/scipy"] = _ratio(rt["patchlib"], rt["scipy"])
+        row["wall"] = {e: walls.get(e) for e in ("patchlib", "pyo", "scipy")}
+        row["rms"] = {e: rms.get(e) for e in ("patchlib", "pyo", "scipy")}
+        blocks[bs] = row
+        line = ", ".join(f"{e} {_fmt(rt[e])} RT" for e in ENGINES[workload])
+        ratios = "; ".join(f"patchlib/{e} {_fmt(row['patchlib/' + e], '', 2)}" for e in ENGINES[workload][1:])
+        say(f"  block {bs:5d}: {line}; {ratios}")
+    return {"title": TITLES[workload], "engines": list(ENGINES[workload]), "blocks": blocks, "errors": errors,
+            "pyo_objects": PYO_DESCRIPTIONS[workload]}
+
+
+def _targets(workload: str, blocks: dict) -> list[dict]:
+    """The targets of one workload, each with its measured value and ``met`` (None: not measured)."""
+    out = []
+    name = TITLES[workload].lower()
+    for bs, row in blocks.items():
+        goal = PYO_TARGETS[workload].get(bs)
+        if goal is not None:
+            r = row["patchlib/pyo"]
+            out.append({"workload": workload, "what": f"{name}: patchlib ≥ {goal:.1f}× pyo at block {bs}",
+                        "goal": goal, "measured": r, "unit": "× pyo", "met": None if r is None else r >= goal})
+        if "scipy" in ENGINES[workload]:
+            r = row["patchlib/scipy"]
+            out.append({"workload": workload, "what": f"{name}: patchlib faster than scipy at block {bs}",
+                        "goal": 1.0, "measured": r, "unit": "× scipy", "met": None if r is None else r > 1.0})
+    return out
+
+
 def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs/benchmarks.md",
         pyo: bool = True, scipy: bool = True, repeats: int = 2, startup: bool = True,
-        quiet: bool = False) -> dict:
-    """Benchmark the voice bank with patchlib, pyo and scipy; print and report.
+        quiet: bool = False, workloads=WORKLOADS) -> dict:
+    """Benchmark the workloads (voice bank, plucked strings) against pyo (and scipy); print and report.
 
     Args:
         seconds: audio seconds rendered per measurement (the same for all).
         block_sizes: block sizes to measure.
         output: Markdown report to write (its folder is created), or None.
-        pyo, scipy: include those comparisons ("n/a" when they fail).
+        pyo, scipy: include those comparisons ("n/a" when skipped or failing).
         repeats: runs per figure; the best (fastest) counts.
         startup: also measure patchlib's start-up in a fresh interpreter.
         quiet: print nothing.
+        workloads: which of :data:`WORKLOADS` to run (names, or one comma-separated string).
 
     Returns:
-        A dict: ``blocks[bs]`` holds ``patchlib``, ``pyo``, ``scipy`` (x real
-        time, None when not measured), ``patchlib/pyo``, ``patchlib/scipy``
-        and ``rms`` (per engine); ``targets`` lists each target with its
-        measured value and ``met``; ``all_met``; ``startup``; ``machine``;
-        ``errors`` (why pyo or scipy is n/a).
+        A dict: ``workloads[w]`` per workload run holds ``blocks[bs]``
+        (``patchlib``, ``pyo``, ``scipy``: x real time, None when not
+        measured; ``patchlib/pyo``, ``patchlib/scipy``; ``wall`` and ``rms``
+        per engine), ``targets``, ``errors`` (why an engine is n/a),
+        ``engines``, ``title``, ``pyo_objects``. ``blocks`` is the voice
+        bank's (empty when it did not run); ``targets`` lists every target
+        (the workloads', then start-up's) with its measured value and ``met``
+        (None: not measured); ``all_met`` is true when every target was
+        measured and met; ``startup``; ``machine``; ``errors`` (the voice
+        bank's engines by name, the others' as ``strings/pyo``, and
+        ``startup``).
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     seconds = float(seconds)
@@ -401,48 +597,23 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
         raise ValueError("seconds must be > 0")
     repeats = max(1, int(repeats))
     block_sizes = tuple(int(b) for b in block_sizes)
-    engines = ["patchlib"] + (["pyo"] if pyo else []) + (["scipy"] if scipy else [])
-    timers = {"patchlib": _time_patchlib, "pyo": _time_pyo, "scipy": _time_scipy}
-    errors: dict[str, str] = {}
+    workloads = _workloads(workloads)
+    skip = ({"pyo"} if not pyo else set()) | ({"scipy"} if not scipy else set())
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    blocks: dict[int, dict] = {}
-    say(f"voice bank: {VOICES} saws -> swept resonant lowpasses -> mix; {seconds:g} s at {SAMPLE_RATE} Hz, "
-        f"best of {repeats}")
+    sections: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    start = None
     with _one_core() as core:
-        for bs in block_sizes:
-            walls: dict[str, float | None] = {e: None for e in engines}
-            rms: dict[str, float | None] = {e: None for e in engines}
-            rt: dict[str, float | None] = {"patchlib": None, "pyo": None, "scipy": None}
-            for _ in range(repeats):
-                for e in engines:
-                    if e in errors:
-                        continue
-                    try:
-                        wall, r, audio = timers[e](seconds, bs)
-                    except Exception as exc:  # pyo / scipy missing or failing: n/a, go on
-                        if e == "patchlib":
-                            raise
-                        errors[e] = f"{type(exc).__name__}: {exc}"
-                        say(f"  {e}: n/a ({errors[e]})")
-                        continue
-                    if walls[e] is None or wall < walls[e]:
-                        walls[e] = wall
-                        rt[e] = audio / wall
-                    rms[e] = r
-            row = dict(rt)
-            row["patchlib/pyo"] = _ratio(rt["patchlib"], rt["pyo"])
-            row["patchlib/scipy"] = _ratio(rt["patchlib"], rt["scipy"])
-            row["wall"] = {e: walls.get(e) for e in ("patchlib", "pyo", "scipy")}
-            row["rms"] = {e: rms.get(e) for e in ("patchlib", "pyo", "scipy")}
-            blocks[bs] = row
-            say(f"block {bs:5d}: patchlib {_fmt(rt['patchlib'])} RT, pyo {_fmt(rt['pyo'])} RT, "
-                f"scipy {_fmt(rt['scipy'])} RT; patchlib/pyo {_fmt(row['patchlib/pyo'])}, "
-                f"patchlib/scipy {_fmt(row['patchlib/scipy'])}")
-        start = None
+        for w in workloads:
+            say(f"{TITLES[w].lower()}: " + {
+                "voices": f"{VOICES} saws -> swept resonant lowpasses -> mix",
+                "strings": f"{STRINGS} plucked strings, each plucked every {RETRIGGER:g} s -> mix"}[w]
+                + f"; {seconds:g} s at {SAMPLE_RATE} Hz, best of {repeats}")
+            sections[w] = _run_workload(w, seconds, block_sizes, repeats, skip, say)
         if startup:
             try:
-                start = measure_startup(repeats)
+                start = measure_startup(repeats, workloads)
                 say(f"start-up (warm numba cache): import {start['import']:.2f} s, build {start['build']:.3f} s, "
                     f"first block {start['first_block'] * 1e3:.1f} ms, total {start['total']:.2f} s "
                     f"({start['process']:.2f} s with the interpreter)")
@@ -452,22 +623,25 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     targets = []
-    for bs, row in blocks.items():
-        if bs in TARGETS:
-            targets.append({"what": f"patchlib ≥ {TARGETS[bs]:g}× real time at block {bs}",
-                            "measured": row["patchlib"], "unit": "×RT", "met": row["patchlib"] >= TARGETS[bs]})
-        if scipy:
-            r = row["patchlib/scipy"]
-            targets.append({"what": f"patchlib faster than scipy at block {bs}", "measured": r,
-                            "unit": "× scipy", "met": None if r is None else r > 1.0})
-    all_met = all(t["met"] for t in targets if t["met"] is not None)
+    for w, sec in sections.items():
+        sec["targets"] = _targets(w, sec["blocks"])
+        targets += sec["targets"]
+        for e, why in sec["errors"].items():
+            errors[e if w == "voices" else f"{w}/{e}"] = why
+    if startup:
+        total = None if start is None else start["total"]
+        targets.append({"workload": "startup", "goal": STARTUP_TARGET,
+                        "what": f"start-up (import + first block of each patch, warm cache) < {STARTUP_TARGET:g} s",
+                        "measured": total, "unit": "s", "met": None if total is None else total < STARTUP_TARGET})
+    all_met = bool(targets) and all(t["met"] is True for t in targets)
     for t in targets:
-        say(f"target: {t['what']}: {_fmt(t['measured'], '')} {t['unit']} -> "
+        say(f"target: {t['what']}: {_fmt(t['measured'], '', 2)} {t['unit']} -> "
             f"{'met' if t['met'] else 'n/a' if t['met'] is None else 'NOT met'}")
 
     result = {
-        "date": date, "seconds": seconds, "sample_rate": SAMPLE_RATE, "voices": VOICES, "repeats": repeats,
-        "core": core, "load": {"before": load_before, "after": load_after}, "blocks": blocks,
+        "date": date, "seconds": seconds, "sample_rate": SAMPLE_RATE, "voices": VOICES, "strings": STRINGS,
+        "repeats": repeats, "core": core, "load": {"before": load_before, "after": load_after},
+        "workloads": sections, "blocks": sections["voices"]["blocks"] if "voices" in sections else {},
         "targets": targets, "all_met": all_met, "startup": start, "machine": machine_info(),
         "errors": errors, "pyo_objects": PYO_OBJECTS,
     }
@@ -478,6 +652,42 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
             f.write(report(result))
         say(f"wrote {output}")
     return result
+
+
+# --------------------------------------------------------------------- report
+def _met(t) -> str:
+    return "n/a" if t["met"] is None else ("yes" if t["met"] else "**NO**")
+
+
+def _targets_table(targets) -> list[str]:
+    L = ["| target | measured | met |", "|---|---:|:---:|"]
+    for t in targets:
+        digits = 2 if t["unit"] != "×RT" else 1
+        L.append(f"| {t['what']} | {_fmt(t['measured'], '', digits)} {t['unit']} | {_met(t)} |")
+    return L
+
+
+def _patch_text(w: str, res: dict) -> str:
+    if w == "voices":
+        return (f"{res['voices']} band-limited saws at 55·2^(k/7) Hz (k = 0..15), each through a resonant "
+                "lowpass (Q 4) whose cutoff its own sine LFO (0.1 + 1.9·k/15 Hz) sweeps over 300–3000 Hz on an "
+                "exponential curve, summed with gain 1/16 each (`patchlib.bench.voice_bank_patch`).")
+    freqs = ", ".join(f"{n} {f:.1f}" for n, f in zip(STRING_NOTES, string_freqs()))
+    plucks = sum(len(pluck_times(k, res["seconds"])) for k in range(STRINGS))
+    return (f"{STRINGS} Karplus-Strong strings (`string` nodes) at {freqs} Hz, T60 decay {DECAY:g} s, each "
+            f"plucked at velocity {VELOCITY:g} every {RETRIGGER:g} s by score `trigger` events, string k from "
+            f"k/16 s on so that no two plucks land on one sample ({plucks} plucks in {res['seconds']:g} s), "
+            f"summed with gain 1/8 each by a `mix` node (`patchlib.bench.strings_patch`).")
+
+
+def _results_table(w: str, sec: dict) -> list[str]:
+    engines = sec["engines"]
+    head = " | ".join(f"{e} ×RT" for e in engines) + " | " + " | ".join(f"patchlib/{e}" for e in engines[1:])
+    L = [f"| block size | {head} |", "|---:|" + "---:|" * (2 * len(engines) - 1)]
+    for bs, r in sec["blocks"].items():
+        cells = [_fmt(r[e]) for e in engines] + [_fmt(r[f"patchlib/{e}"], "", 2) for e in engines[1:]]
+        L.append(f"| {bs} | " + " | ".join(cells) + " |")
+    return L
 
 
 def report(res: dict) -> str:
@@ -493,66 +703,90 @@ def report(res: dict) -> str:
     lb, la = res["load"]["before"], res["load"]["after"]
     if lb and la:
         L.append(f"- **Load average** (1 min) before / after: {lb[0]:.2f} / {la[0]:.2f}")
-    L += ["",
-          "## The patch", "",
-          f"The reference voice bank: {res['voices']} band-limited saws at 55·2^(k/7) Hz (k = 0..15), each "
-          "through a resonant lowpass (Q 4) whose cutoff its own sine LFO (0.1 + 1.9·k/15 Hz) sweeps over "
-          "300–3000 Hz on an exponential curve, summed with gain 1/16 each. "
-          f"Each engine renders {res['seconds']:g} s at {res['sample_rate']} Hz, mono, at every block size, in "
-          f"the same run; ×RT = audio seconds / wall seconds, best of {res['repeats']} "
-          f"run{'s' if res['repeats'] > 1 else ''} (engines interleaved run by run).", "",
-          "## Results", "",
-          "| block size | patchlib ×RT | pyo ×RT | scipy ×RT | patchlib/pyo | patchlib/scipy |",
-          "|---:|---:|---:|---:|---:|---:|"]
-    for bs, r in res["blocks"].items():
-        L.append(f"| {bs} | {_fmt(r['patchlib'])} | {_fmt(r['pyo'])} | {_fmt(r['scipy'])} | "
-                 f"{_fmt(r['patchlib/pyo'], '')} | {_fmt(r['patchlib/scipy'], '')} |")
-    L += [""]
-    for e, why in res["errors"].items():
-        L.append(f"- {e}: n/a ({why})")
-    L += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
-    for t in res["targets"]:
-        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**NO**")
-        L.append(f"| {t['what']} | {_fmt(t['measured'], '')} {t['unit']} | {met} |")
+    L.append(f"- **Method:** each engine renders {res['seconds']:g} s at {res['sample_rate']} Hz, mono, at every "
+             f"block size, in the same run; ×RT = audio seconds / wall seconds, best of {res['repeats']} "
+             f"run{'s' if res['repeats'] > 1 else ''} (engines interleaved run by run); patchlib/pyo is the "
+             "ratio of the two ×RT figures (above 1: patchlib is faster).")
     missed = [t["what"] for t in res["targets"] if t["met"] is False]
-    L += ["", ("All targets are met." if not missed else
-               "**Not met:** " + "; ".join(missed) + ".")]
+    unmeasured = [t["what"] for t in res["targets"] if t["met"] is None]
+    if res["all_met"]:
+        L.append("- **Targets:** All targets are met.")
+    else:
+        if missed:
+            L.append("- **Targets:** **Not met:** " + "; ".join(missed) + ".")
+        if unmeasured:
+            L.append("- **Targets not measured** (n/a): " + "; ".join(unmeasured) + ".")
+    for w, sec in res["workloads"].items():
+        L += ["", f"## {sec['title']}", "", _patch_text(w, res), ""]
+        L += _results_table(w, sec)
+        if sec["errors"]:
+            L.append("")
+            for e, why in sec["errors"].items():
+                L.append(f"- {e}: n/a ({why})")
+        L += ["", "Targets:", ""] + _targets_table(sec["targets"])
     s = res.get("startup")
-    if s:
-        L += ["", "## Start-up", "",
-              "A fresh `python -c` with a warm numba cache (best of "
-              f"{s['runs']} after one warm-up run): import patchlib and its node plugins "
-              f"{s['import']:.2f} s, load the patch and build the engine {s['build'] * 1e3:.0f} ms, first "
-              f"256-frame block {s['first_block'] * 1e3:.1f} ms: **{s['total']:.2f} s** from import to the "
-              f"first block ({s['process']:.2f} s including the interpreter's own start-up)."]
+    st = [t for t in res["targets"] if t["workload"] == "startup"]
+    if s or st:
+        L += ["", "## Start-up", ""]
+        if s:
+            parts = "; ".join(f"{TITLES[w].lower()}: load the patch and build the engine "
+                              f"{v['build'] * 1e3:.0f} ms, first 256-frame block {v['first_block'] * 1e3:.1f} ms"
+                              for w, v in s["workloads"].items())
+            L += ["A fresh `python -c` with a warm numba cache (best of "
+                  f"{s['runs']} after one warm-up run): import patchlib and its node plugins "
+                  f"{s['import']:.2f} s; then, in turn, {parts}: **{s['total']:.2f} s** from import to the "
+                  f"end of the last first block ({s['process']:.2f} s including the interpreter's own start-up).",
+                  ""]
+        elif "startup" in res["errors"]:
+            L += [f"n/a ({res['errors']['startup']})", ""]
+        L += _targets_table(st)
     L += ["", "## What each engine runs", "",
-          "- **patchlib:** the patch as a dict through `patchlib.load_patch` and `patchlib.Engine(spec, "
-          "block_size=B).render(frames)`; only `render` is timed, on a fresh engine, after a warm-up render "
-          "of another (numba JIT and cache loading excluded). The engine is single-threaded; cutoff follows "
-          "the LFO every sample.",
-          f"- **pyo** (offline server, `Server.start()` timed, in a subprocess): {res['pyo_objects']}.",
-          "- **scipy:** sixteen hand-written chains (`patchlib.bench.ScipyVoiceBank`): per block and voice "
-          "a naive saw by phase accumulation in numpy, the LFO and the cutoff once per block (control rate "
-          "= block rate), RBJ lowpass coefficients, `scipy.signal.lfilter(b, a, x, zi=zi)` carrying the "
-          "state, summed. The naive (aliasing) saw is cheaper than the band-limited saws of the others, so "
-          "the comparison favours scipy.",
-          "",
-          "",
-          "pyo renders whole buffers; its ×RT counts the frames it rendered (the same as the others when "
-          "the duration is a multiple of the block, as 30 s at 64 and 256 is).",
-          "",
-          "Output RMS, a sanity check that all three render the same patch. The scipy chains track patchlib "
-          "closely (same phases; only the naive saw and the block-rate cutoff differ). pyo's mix is louder "
-          "because pyo's `LFO` saw starts at its wrap where patchlib's and the scipy saw start at their zero "
-          "crossing: voices k and k+7 are an octave apart, so the start phase changes how they add (patchlib "
-          "with `phase: 0.5` on every saw measures like pyo, 0.22); single voices match within ~5 %.", ""]
-    for bs, r in res["blocks"].items():
-        parts = [f"{e} {r['rms'][e]:.3f}" for e in ("patchlib", "pyo", "scipy") if r["rms"].get(e) is not None]
-        L.append(f"- block {bs}: " + ", ".join(parts))
+          "pyo renders whole buffers; its ×RT counts the frames it rendered (the same as the others when the "
+          "duration is a multiple of the block, as 30 s at 64 and 256 is). pyo runs in a subprocess (one server "
+          "per process) on its offline server, `Server.start()` timed, which renders the whole duration "
+          "synchronously into a WAV file."]
+    for w, sec in res["workloads"].items():
+        L += ["", f"### {sec['title']}", ""]
+        if w == "voices":
+            L += ["- **patchlib:** the patch as a dict through `patchlib.load_patch` and `patchlib.Engine(spec, "
+                  "block_size=B).render(frames)`; only `render` is timed, on a fresh engine, after a warm-up "
+                  "render of another (numba JIT and cache loading excluded). The engine is single-threaded; "
+                  "cutoff follows the LFO every sample.",
+                  f"- **pyo:** {sec['pyo_objects']}.",
+                  "- **scipy:** sixteen hand-written chains (`patchlib.bench.ScipyVoiceBank`): per block and voice "
+                  "a naive saw by phase accumulation in numpy, the LFO and the cutoff once per block (control "
+                  "rate = block rate), RBJ lowpass coefficients, `scipy.signal.lfilter(b, a, x, zi=zi)` carrying "
+                  "the state, summed. The naive (aliasing) saw is cheaper than the band-limited saws of the "
+                  "others, so the comparison favours scipy.",
+                  "",
+                  "Output RMS, a sanity check that all three render the same patch. The scipy chains track "
+                  "patchlib closely (same phases; only the naive saw and the block-rate cutoff differ). pyo's mix "
+                  "is louder because pyo's `LFO` saw starts at its wrap where patchlib's and the scipy saw start "
+                  "at their zero crossing: voices k and k+7 are an octave apart, so the start phase changes how "
+                  "they add (patchlib with `phase: 0.5` on every saw measures like pyo, 0.22); single voices match "
+                  "within ~5 %.", ""]
+        else:
+            L += ["- **patchlib:** the patch as a dict (8 `string` nodes, the score of plucks, a `mix`), "
+                  "rendered and timed like the voice bank; each pluck is a score `trigger` event applied at its "
+                  "exact sample (the engine splits the block there). A `string` is Karplus-Strong as extended "
+                  "by Jaffe & Smith: a delay-line loop with an allpass for exact tuning and a one-pole loss "
+                  "filter solved for the T60, the node's defaults for the rest (brightness 0.5, pluck position "
+                  "0.15: a comb on the pluck, `retrigger: restart`: a pluck fades out what still rings over the "
+                  "loop's first pass); a pluck is one period of seeded noise through that comb and a "
+                  "velocity-dependent lowpass. The engine runs the eight strings as one batched kernel call.",
+                  f"- **pyo:** {sec['pyo_objects']}.",
+                  "",
+                  "Output RMS, a sanity check that both render strings of the same pitch, decay and level (the "
+                  "two excitations and loss filters differ, so the levels agree only roughly):", ""]
+        for bs, r in sec["blocks"].items():
+            parts = [f"{e} {r['rms'][e]:.3f}" for e in sec["engines"] if r["rms"].get(e) is not None]
+            L.append(f"- block {bs}: " + ", ".join(parts))
     L += ["", "## How to reproduce", "",
           "```sh",
-          "patchlib bench                      # 30 s per figure, blocks 64 and 256, writes docs/benchmarks.md",
-          "patchlib bench --seconds 5 --block-sizes 64,256,1024 --output -   # print only",
+          "patchlib bench                      # 30 s per figure, both workloads, blocks 64 and 256, "
+          "writes docs/benchmarks.md",
+          "patchlib bench --workloads strings --seconds 5 --output -     # one workload, print only",
+          "patchlib bench --seconds 5 --block-sizes 64,256,1024 --output /tmp/bench.md",
           "```", "",
           "The figures depend on the machine and on its load; compare ratios rather than absolute speeds "
           "across machines.", ""]
@@ -560,8 +794,8 @@ def report(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--pyo-worker":
-        _pyo_worker(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) == 6 and sys.argv[1] == "--pyo-worker":
+        _pyo_worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:
         print("usage: patchlib bench (see 'patchlib bench --help')", file=sys.stderr)
         sys.exit(2)
