@@ -86,7 +86,7 @@ def test_writing_nodes_batching_example_works(scratch_registry):
     nodes["sum"] = {"type": "mix", "in": [f"f{k}" for k in range(4)]}
     spec = patchlib.load_patch({"nodes": nodes, "out": "sum"})
     e = patchlib.Engine(spec)
-    assert [len(b.names) for b in e.batches] == [4]
+    assert any(set(b.names) == {"f0", "f1", "f2", "f3"} for b in e.batches)
     a = e.render(4800)
     b = patchlib.Engine(spec, batching=False).render(4800)
     np.testing.assert_array_equal(a, b)

@@ -32,8 +32,12 @@ waveform at the phase held before the increment by ``freq[i] / sr``.
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+
+from ._fastmath import sin2pi
 
 __all__ = [
     "MINBLEP_ZERO_CROSSINGS",
@@ -56,6 +60,21 @@ __all__ = [
     "triangle_kernel",
     "white_kernel",
     "pink_kernel",
+    "brown_kernel",
+    "brown_coefs",
+    "BROWN_RMS",
+    "MOD_STATE_SIZE",
+    "periodic_state",
+    "sine_mod_kernel",
+    "saw_mod_kernel",
+    "pulse_mod_kernel",
+    "triangle_mod_kernel",
+    "lfo_kernel",
+    "lfo_batch",
+    "lfo_state",
+    "PHASOR",
+    "LFO_STATE_SIZE",
+    "LFO_SHAPES",
 ]
 
 # ---------------------------------------------------------------------------
@@ -328,7 +347,7 @@ def sine_kernel(out, n, freq, phase_mod, sr, state):
         x -= np.floor(x)
         if not (x >= 0.0):
             x = 0.0
-        out[i] = np.sin(_TWO_PI * x)
+        out[i] = sin2pi(x)
         p += _norm_freq(freq[i], inv_sr)
         if p >= 1.0:
             p -= 1.0
@@ -607,3 +626,692 @@ def pink_kernel(out, n, state):
     state[k + 4] = b4
     state[k + 5] = b5
     state[k + 6] = b6
+
+
+@numba.njit(cache=True, nogil=True)
+def brown_kernel(out, n, a, g, state):
+    """Seeded brown (red) noise: leaky-integrated white noise, -6 dB/octave.
+
+    ``y = a * y + g * w`` with ``w`` unit-variance white noise: a one-pole
+    lowpass with its corner at ``BROWN_CORNER`` Hz (``brown_coefs``), so the
+    spectrum falls 6 dB per octave above it and the signal stays bounded
+    (a pure integrator would wander off). ``g`` sets the RMS to BROWN_RMS.
+
+    Args:
+        out: float32 output, ``out[:n]`` is written.
+        n: Number of samples to render.
+        a: Pole (``exp(-2*pi*corner/sr)``).
+        g: Input gain (``BROWN_RMS * sqrt(1 - a*a)``).
+        state: float64 array from ``noise_state(seed)``, updated in place.
+    """
+    x = _load_rng(state)
+    y = state[_NOISE_PINK]
+    for i in range(n):
+        x, u = _splitmix(x)
+        y = a * y + g * _PINK_IN * u
+        out[i] = y
+    _store_rng(state, x)
+    state[_NOISE_PINK] = y
+
+
+#: Brown noise RMS (like white and pink) and the corner (Hz) of its leak.
+BROWN_RMS = 0.3
+BROWN_CORNER = 10.0
+
+
+def brown_coefs(sr: float) -> tuple[float, float]:
+    """``(a, g)`` for ``brown_kernel`` at sample rate ``sr``: corner BROWN_CORNER, RMS BROWN_RMS."""
+    a = float(np.exp(-2.0 * np.pi * BROWN_CORNER / float(sr)))
+    return a, BROWN_RMS * float(np.sqrt(1.0 - a * a))
+
+
+# ---------------------------------------------------------------------------
+# Modulated periodic kernels: through-zero FM, phase modulation, hard sync
+# ---------------------------------------------------------------------------
+#
+# The plain kernels above are the fast path of an oscillator whose fm, pm and
+# sync inputs are unconnected. The ``*_mod_kernel`` functions add them. Their
+# model, for the interval (i-1, i] between two samples:
+#
+# * the base phase moves linearly at dt cycles/sample, dt = (freq[i-1] +
+#   fm[i-1] * fm_depth[i-1]) / sr clamped to +-(0.5 - 1e-6): through-zero
+#   FM, a negative frequency runs the waveform backwards;
+# * the phase modulation (pm * pm_depth, cycles) moves linearly from its value
+#   at i-1 to its value at i, the shorter way round: a jump of more than half
+#   a cycle in one sample is read as the equivalent jump of less than half;
+# * a rising zero crossing of ``sync`` (sync[i-1] <= 0 < sync[i]), at the
+#   linearly interpolated fraction tau of the interval, resets the base phase
+#   to the start phase (kept in the state).
+#
+# The effective phase theta = base + pm is thus piecewise linear in time and
+# w(theta) piecewise smooth. Its jumps (the saw's edge, the pulse's edges, a
+# sync) get minBLEP residuals and its slope changes (triangle corners, rate
+# changes at sample instants, a sync) minBLAMP residuals, at their exact
+# sub-sample times, travelling either way. The saw, triangle and pulse are
+# piecewise linear in theta, so their output is exactly the sampled
+# band-limited waveform (to the tables' interpolation), as for the plain
+# kernels, which they reproduce when fm, pm and sync are zero.
+#
+# The sine (and the wavetable) are smooth and are not delayed by the filter,
+# so a sync there gets a minBLEP for its jump only. The slope change it also
+# makes is left naive (its aliases fall 12 dB/octave): a minBLAMP needs the
+# TAU-delayed ramps of the saw; a zero-start variant (BLAMP + TAU * BLEP)
+# was tried and cut the aliasing by 20 dB but added an in-band blip of up to
+# 2 * TAU times the slope change per sync (peaks of 4.5 on a 9.8 kHz sine).
+#
+# Order inside the loop: a sample first settles the interval that ends at it
+# (it needs pm[i] and sync[i]), then is written, then reads freq[i] + fm[i]
+# for the next interval. So the state holds the base phase at the last
+# written sample and the rate pending for the next interval.
+
+_SYP = _RING + RING_LEN  # sync input at the last sample
+_PMP = _SYP + 1  # phase modulation at the last sample (cycles, wrapped to [0, 1))
+_RATE = _PMP + 1  # effective rate (cycles/sample) of the last interval: dt + d(pm)
+_PWP = _RATE + 1  # pulse: pulse width at the last sample
+_PH0 = _PWP + 1  # start phase: where a sync restarts the cycle
+#: Float64 state length of every periodic kernel, plain or modulated.
+MOD_STATE_SIZE = _PH0 + 1
+_SIZES.update({"sine_mod": MOD_STATE_SIZE, "saw_mod": MOD_STATE_SIZE, "pulse_mod": MOD_STATE_SIZE,
+               "triangle_mod": MOD_STATE_SIZE})
+
+
+def _clamp_pw(pw: float) -> float:
+    pw = float(pw)
+    return 0.01 if not pw >= 0.01 else min(pw, 0.99)
+
+
+def periodic_state(phase: float = 0.0, pw: float = 0.5) -> np.ndarray:
+    """Fresh state for any periodic kernel (plain or modulated), starting at ``phase``.
+
+    Args:
+        phase: Start phase in cycles (wrapped into ``[0, 1)``); a sync
+            restarts the cycle there.
+        pw: Pulse only: the duty cycle the pulse starts with.
+
+    Returns:
+        A float64 array of ``MOD_STATE_SIZE``.
+    """
+    st = np.zeros(MOD_STATE_SIZE)
+    base = osc_state("pulse", phase, pw)
+    st[: len(base)] = base
+    st[_PH0] = base[_PH]
+    st[_PWP] = _clamp_pw(pw)
+    return st
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _signed_rate(f, inv_sr):
+    """freq in Hz -> cycles/sample, clamped to [-_DT_MAX, _DT_MAX]; NaN -> 0."""
+    dt = f * inv_sr
+    if dt > _DT_MAX:
+        return _DT_MAX
+    if dt < -_DT_MAX:
+        return -_DT_MAX
+    if dt == dt:
+        return dt
+    return 0.0
+
+
+_BELOW_ONE = float(np.nextafter(1.0, 0.0))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _wrap(x):
+    """x modulo 1 in [0, 1); inf and NaN -> 0.
+
+    A tiny negative x rounds to 1.0; it is read as the largest double below
+    1, not as 0, so that the edge crossings (counted on the unwrapped phase)
+    and the naive level (read on the wrapped one) agree.
+    """
+    y = x - math.floor(x)
+    if y >= 0.0 and y < 1.0:
+        return y
+    if y == 1.0:
+        return _BELOW_ONE
+    return 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _finite(x):
+    """x, or 0 for inf/NaN (and anything beyond +-1e30)."""
+    if x > -1e30 and x < 1e30:
+        return x
+    return 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sync_time(prev, cur):
+    """Fraction [0, 1) of the interval at which the sync signal rises through 0, or -1 if it does not.
+
+    Rising means from ``<= 0`` to ``> 0``, so a 0/1 gate syncs on its
+    rising edge too; the crossing is placed by linear interpolation.
+    """
+    if prev <= 0.0 and cur > 0.0:
+        return prev / (prev - cur)
+    return -1.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _crossings(state, idx, u0, u1, t0, span, tab, tab_d, height, signed):
+    """A residual for every integer that ``u`` crosses moving from u0 to u1.
+
+    ``u`` moves linearly from ``u0`` at time ``t0`` to ``u1`` at
+    ``t0 + span`` (fractions of the interval that ends at the sample slot
+    ``idx`` is read for). Integers in ``(u0, u1]`` are crossed going up and
+    ``(u1, u0]`` going down, so a waveform that is right-continuous in phase
+    gets each event exactly once. The residual is ``tab`` scaled by
+    ``height``, negated for a downward crossing when ``signed`` (a step).
+    """
+    f0 = math.floor(u0)
+    f1 = math.floor(u1)
+    if f1 == f0:
+        return
+    du = u1 - u0
+    if f1 > f0:
+        m = f0 + 1.0
+        last = f1
+        h = height
+    else:
+        m = f1 + 1.0
+        last = f0
+        h = -height if signed else height
+    k = 0
+    while m <= last and k < 4:  # |u1 - u0| < 3 here: at most 3 crossings
+        d = 1.0 - (t0 + span * (m - u0) / du)
+        if d < 0.0:
+            d = 0.0
+        elif d > 1.0:
+            d = 1.0
+        _add_residual(state, idx, tab, tab_d, h, d)
+        m += 1.0
+        k += 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _saw(th):
+    return 2.0 * th if th < 0.5 else 2.0 * th - 2.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tri(th):
+    if th < 0.25:
+        return 4.0 * th
+    if th < 0.75:
+        return 2.0 - 4.0 * th
+    return 4.0 * th - 4.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tri_slope(th):
+    """d tri / d theta, right-continuous (the slope after a corner at th)."""
+    return -4.0 if 0.25 <= th < 0.75 else 4.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pulse_level(th, w):
+    return 1.0 if th < w else -1.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pw(w):
+    if not (w >= 0.01):  # also NaN
+        return 0.01
+    if w > 0.99:
+        return 0.99
+    return w
+
+
+@numba.njit(cache=True, nogil=True)
+def sine_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
+    """Sine with through-zero FM, phase modulation and hard sync.
+
+    ``out[i] = sin(2*pi*theta_i)``, theta = base phase + pm * pm_depth (see
+    the section comment for the model). A sync's jump gets a minBLEP of its
+    height; its slope change is left as it is (see the section comment).
+
+    Args:
+        out: float32 output, ``out[:n]`` is written.
+        n: Number of samples to render.
+        freq: float32 frequency in Hz per sample.
+        fm: float32 FM input per sample; ``fm * fm_depth`` Hz is added to freq.
+        fm_depth: float32 Hz per unit of fm, per sample.
+        pm: float32 phase-modulation input per sample.
+        pm_depth: float32 cycles per unit of pm, per sample.
+        sync: float32 sync input per sample (rising zero crossings restart).
+        sr: Sample rate in Hz.
+        state: float64 array from ``periodic_state``, updated in place.
+    """
+    inv_sr = 1.0 / sr
+    p = state[_PH]
+    idx = int(state[_IX]) & _MASK
+    dt = state[_DT]
+    pm_prev = state[_PMP]
+    s_prev = state[_SYP]
+    ph0 = state[_PH0]
+    rate = state[_RATE]
+    for i in range(n):
+        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
+        dpm = pmi - pm_prev
+        dpm -= math.floor(dpm + 0.5)
+        rate = dt + dpm
+        sc = _finite(sync[i])
+        tau = _sync_time(s_prev, sc)
+        if tau >= 0.0:
+            th_s = _wrap(p + pm_prev + rate * tau)
+            th_r = _wrap(ph0 + pm_prev + dpm * tau)
+            _add_residual(state, idx, _BLEP, _BLEP_D, sin2pi(th_r) - sin2pi(th_s), 1.0 - tau)
+            p = ph0 + dt * (1.0 - tau)
+        else:
+            p += dt
+        p = _wrap(p)
+        s = _RING + idx
+        out[i] = sin2pi(_wrap(p + pmi)) + state[s]
+        state[s] = 0.0
+        idx = (idx + 1) & _MASK
+        pm_prev = pmi
+        s_prev = sc
+        dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
+    state[_PH] = p
+    state[_IX] = idx
+    state[_DT] = dt
+    state[_PMP] = pm_prev
+    state[_SYP] = s_prev
+    state[_RATE] = rate
+
+
+@numba.njit(cache=True, nogil=True)
+def saw_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
+    """Band-limited saw with through-zero FM, phase modulation and hard sync.
+
+    Arguments as ``sine_mod_kernel``. The naive saw (``saw_kernel``) has its
+    edge at theta = 0.5; the output is the sampled band-limited waveform.
+    """
+    inv_sr = 1.0 / sr
+    p = state[_PH]
+    idx = int(state[_IX]) & _MASK
+    dt = state[_DT]
+    rate_prev = state[_RATE]
+    pm_prev = state[_PMP]
+    s_prev = state[_SYP]
+    ph0 = state[_PH0]
+    for i in range(n):
+        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
+        dpm = pmi - pm_prev
+        dpm -= math.floor(dpm + 0.5)
+        rate = dt + dpm
+        a = _wrap(p + pm_prev)
+        if rate != rate_prev:
+            # slope change at the previous sample's instant
+            _add_kink(state, idx, 2.0 * (rate - rate_prev))
+        sc = _finite(sync[i])
+        tau = _sync_time(s_prev, sc)
+        if tau >= 0.0:
+            _crossings(state, idx, a - 0.5, a - 0.5 + rate * tau, 0.0, tau, _BLEP, _BLEP_D, -2.0, True)
+            th_s = _wrap(a + rate * tau)
+            th_r = _wrap(ph0 + pm_prev + dpm * tau)
+            _add_residual(state, idx, _BLEP, _BLEP_D, _saw(th_r) - _saw(th_s), 1.0 - tau)
+            rest = 1.0 - tau
+            _crossings(state, idx, th_r - 0.5, th_r - 0.5 + rate * rest, tau, rest, _BLEP, _BLEP_D, -2.0, True)
+            p = ph0 + dt * rest
+        else:
+            _crossings(state, idx, a - 0.5, a - 0.5 + rate, 0.0, 1.0, _BLEP, _BLEP_D, -2.0, True)
+            p += dt
+        p = _wrap(p)
+        th = _wrap(p + pmi)
+        s = _RING + idx
+        out[i] = _saw(th) - 2.0 * rate * TAU + state[s]
+        state[s] = 0.0
+        idx = (idx + 1) & _MASK
+        rate_prev = rate
+        pm_prev = pmi
+        s_prev = sc
+        dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
+    state[_PH] = p
+    state[_IX] = idx
+    state[_DT] = dt
+    state[_RATE] = rate_prev
+    state[_PMP] = pm_prev
+    state[_SYP] = s_prev
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tri_corners(state, idx, a, dist, t0, span, speed):
+    """minBLAMPs for the triangle's corners passed moving from theta a by dist cycles."""
+    _crossings(state, idx, a - 0.25, a - 0.25 + dist, t0, span, _BLAMP, _BLAMP_D, -8.0 * speed, False)
+    _crossings(state, idx, a - 0.75, a - 0.75 + dist, t0, span, _BLAMP, _BLAMP_D, 8.0 * speed, False)
+
+
+@numba.njit(cache=True, nogil=True)
+def triangle_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
+    """Band-limited triangle with through-zero FM, phase modulation and hard sync.
+
+    Arguments as ``sine_mod_kernel``. A corner passed at speed ``r``
+    cycles/sample changes the slope by ``+-8 |r|`` whichever way it is
+    passed; a sync gets a minBLEP for its jump and a minBLAMP for its
+    slope change.
+    """
+    inv_sr = 1.0 / sr
+    p = state[_PH]
+    idx = int(state[_IX]) & _MASK
+    dt = state[_DT]
+    rate_prev = state[_RATE]
+    pm_prev = state[_PMP]
+    s_prev = state[_SYP]
+    ph0 = state[_PH0]
+    for i in range(n):
+        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
+        dpm = pmi - pm_prev
+        dpm -= math.floor(dpm + 0.5)
+        rate = dt + dpm
+        a = _wrap(p + pm_prev)
+        if rate != rate_prev:
+            _add_kink(state, idx, _tri_slope(a) * (rate - rate_prev))
+        speed = abs(rate)
+        sc = _finite(sync[i])
+        tau = _sync_time(s_prev, sc)
+        if tau >= 0.0:
+            _tri_corners(state, idx, a, rate * tau, 0.0, tau, speed)
+            th_s = _wrap(a + rate * tau)
+            th_r = _wrap(ph0 + pm_prev + dpm * tau)
+            _add_residual(state, idx, _BLEP, _BLEP_D, _tri(th_r) - _tri(th_s), 1.0 - tau)
+            ds = (_tri_slope(th_r) - _tri_slope(th_s)) * rate
+            if ds != 0.0:
+                _add_residual(state, idx, _BLAMP, _BLAMP_D, ds, 1.0 - tau)
+            rest = 1.0 - tau
+            _tri_corners(state, idx, th_r, rate * rest, tau, rest, speed)
+            p = ph0 + dt * rest
+        else:
+            _tri_corners(state, idx, a, rate, 0.0, 1.0, speed)
+            p += dt
+        p = _wrap(p)
+        th = _wrap(p + pmi)
+        s = _RING + idx
+        out[i] = _tri(th) - _tri_slope(th) * rate * TAU + state[s]
+        state[s] = 0.0
+        idx = (idx + 1) & _MASK
+        rate_prev = rate
+        pm_prev = pmi
+        s_prev = sc
+        dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
+    state[_PH] = p
+    state[_IX] = idx
+    state[_DT] = dt
+    state[_RATE] = rate_prev
+    state[_PMP] = pm_prev
+    state[_SYP] = s_prev
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pulse_edges(state, idx, a, dist, w0, w1, t0, span):
+    """minBLEPs for a pulse whose phase moves from a by dist while its width moves w0 -> w1.
+
+    The naive pulse is ``2 * (floor(theta) - floor(theta - pw)) - 1``: it
+    rises by 2 where theta crosses an integer and falls by 2 where
+    ``theta - pw`` does. Both move linearly, so every edge, also those that
+    a moving width makes (PWM), is placed at its exact time.
+    """
+    _crossings(state, idx, a, a + dist, t0, span, _BLEP, _BLEP_D, 2.0, True)
+    _crossings(state, idx, a - w0, a + dist - w1, t0, span, _BLEP, _BLEP_D, -2.0, True)
+
+
+@numba.njit(cache=True, nogil=True)
+def pulse_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, pw, sr, state):
+    """Band-limited pulse with exact PWM edges, through-zero FM, phase modulation and hard sync.
+
+    High (+1) while ``theta < pw``, low (-1) after, like ``pulse_kernel``;
+    but the width moves linearly between samples and the edges are placed
+    where the moving phase meets the moving width, so audio-rate PWM stays
+    band-limited. Other arguments as ``sine_mod_kernel``.
+
+    Args:
+        pw: float32 duty cycle per sample, clamped to [0.01, 0.99].
+    """
+    inv_sr = 1.0 / sr
+    p = state[_PH]
+    idx = int(state[_IX]) & _MASK
+    dt = state[_DT]
+    pm_prev = state[_PMP]
+    s_prev = state[_SYP]
+    ph0 = state[_PH0]
+    w_prev = _pw(state[_PWP])
+    rate = state[_RATE]
+    for i in range(n):
+        w = _pw(pw[i])
+        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
+        dpm = pmi - pm_prev
+        dpm -= math.floor(dpm + 0.5)
+        rate = dt + dpm
+        a = _wrap(p + pm_prev)
+        sc = _finite(sync[i])
+        tau = _sync_time(s_prev, sc)
+        if tau >= 0.0:
+            ws = w_prev + (w - w_prev) * tau
+            _pulse_edges(state, idx, a, rate * tau, w_prev, ws, 0.0, tau)
+            th_s = _wrap(a + rate * tau)
+            th_r = _wrap(ph0 + pm_prev + dpm * tau)
+            jump = _pulse_level(th_r, ws) - _pulse_level(th_s, ws)
+            if jump != 0.0:
+                _add_residual(state, idx, _BLEP, _BLEP_D, jump, 1.0 - tau)
+            rest = 1.0 - tau
+            _pulse_edges(state, idx, th_r, rate * rest, ws, w, tau, rest)
+            p = ph0 + dt * rest
+        else:
+            _pulse_edges(state, idx, a, rate, w_prev, w, 0.0, 1.0)
+            p += dt
+        p = _wrap(p)
+        th = _wrap(p + pmi)
+        s = _RING + idx
+        out[i] = _pulse_level(th, w) + state[s]
+        state[s] = 0.0
+        idx = (idx + 1) & _MASK
+        pm_prev = pmi
+        s_prev = sc
+        w_prev = w
+        dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
+    state[_PH] = p
+    state[_IX] = idx
+    state[_DT] = dt
+    state[_RATE] = rate
+    state[_PMP] = pm_prev
+    state[_SYP] = s_prev
+    state[_PWP] = w_prev
+
+
+# ---------------------------------------------------------------------------
+# Batched forms: V nodes of one type stacked row-wise (see docs/writing-nodes.md)
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def sine_batch(out, n, freq, zeros, sr, state):
+    """``sine_kernel`` for each row: out (V, 1, B), freq (V, B), zeros (B,), state (V, S)."""
+    for v in range(out.shape[0]):
+        sine_kernel(out[v, 0], n, freq[v], zeros, sr, state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def saw_batch(out, n, freq, sr, state):
+    """``saw_kernel`` for each row."""
+    for v in range(out.shape[0]):
+        saw_kernel(out[v, 0], n, freq[v], sr, state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def triangle_batch(out, n, freq, sr, state):
+    """``triangle_kernel`` for each row."""
+    for v in range(out.shape[0]):
+        triangle_kernel(out[v, 0], n, freq[v], sr, state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def pulse_batch(out, n, freq, pw, sr, state):
+    """``pulse_kernel`` for each row."""
+    for v in range(out.shape[0]):
+        pulse_kernel(out[v, 0], n, freq[v], pw[v], sr, state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def sine_mod_batch(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
+    """``sine_mod_kernel`` for each row; fm, pm, sync are (V, 1, B)."""
+    for v in range(out.shape[0]):
+        sine_mod_kernel(out[v, 0], n, freq[v], fm[v, 0], fm_depth[v], pm[v, 0], pm_depth[v], sync[v, 0], sr,
+                        state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def saw_mod_batch(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
+    """``saw_mod_kernel`` for each row."""
+    for v in range(out.shape[0]):
+        saw_mod_kernel(out[v, 0], n, freq[v], fm[v, 0], fm_depth[v], pm[v, 0], pm_depth[v], sync[v, 0], sr,
+                       state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def triangle_mod_batch(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
+    """``triangle_mod_kernel`` for each row."""
+    for v in range(out.shape[0]):
+        triangle_mod_kernel(out[v, 0], n, freq[v], fm[v, 0], fm_depth[v], pm[v, 0], pm_depth[v], sync[v, 0],
+                            sr, state[v])
+
+
+@numba.njit(cache=True, nogil=True)
+def pulse_mod_batch(out, n, freq, fm, fm_depth, pm, pm_depth, sync, pw, sr, state):
+    """``pulse_mod_kernel`` for each row."""
+    for v in range(out.shape[0]):
+        pulse_mod_kernel(out[v, 0], n, freq[v], fm[v, 0], fm_depth[v], pm[v, 0], pm_depth[v], sync[v, 0], pw[v],
+                         sr, state[v])
+
+
+# ---------------------------------------------------------------------------
+# LFO and phasor (naive: control signals)
+# ---------------------------------------------------------------------------
+
+#: LFO shapes, in the order of the ``shape`` argument of ``lfo_kernel``;
+#: ``PHASOR`` (after them) is the raw 0..1 phase.
+LFO_SHAPES = ("sine", "triangle", "saw", "ramp", "square", "random", "smooth")
+PHASOR = len(LFO_SHAPES)
+
+# LFO state: [rng high, rng low, phase, sync at the last sample, held random
+# value, next random value, start phase, rate pending for the next interval]
+_L_PH = 2
+_L_SYP = 3
+_L_CUR = 4
+_L_NXT = 5
+_L_PH0 = 6
+_L_DT = 7
+#: Float64 state length of ``lfo_kernel``.
+LFO_STATE_SIZE = 8
+
+
+@numba.njit(cache=True, nogil=True)
+def _lfo_draw_two(state):
+    x = _load_rng(state)
+    x, u = _splitmix(x)
+    state[_L_CUR] = u
+    x, u = _splitmix(x)
+    state[_L_NXT] = u
+    _store_rng(state, x)
+
+
+def lfo_state(phase: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Fresh state for ``lfo_kernel``: start phase and the random shapes' seed.
+
+    Args:
+        phase: Start phase in cycles (wrapped into ``[0, 1)``); a sync
+            restarts the cycle there.
+        seed: Seed of the random shapes (any int, taken mod 2**64).
+
+    Returns:
+        A float64 array of ``LFO_STATE_SIZE``.
+    """
+    st = np.zeros(LFO_STATE_SIZE)
+    st[:2] = noise_state(seed)[:2]
+    ph = float(phase) % 1.0
+    if not 0.0 <= ph < 1.0:
+        ph = 0.0
+    st[_L_PH] = st[_L_PH0] = ph
+    _lfo_draw_two(st)
+    return st
+
+
+@numba.njit(cache=True, nogil=True)
+def lfo_kernel(out, n, freq, sync, shape, unipolar, sr, state):
+    """Naive LFO shapes (and the phasor) in -1..1, or 0..1 when ``unipolar``.
+
+    Phase p in [0, 1): sine ``sin(2*pi*p)``; triangle 0 at p = 0, +1 at
+    0.25, -1 at 0.75 (like the oscillator); saw ``2p - 1`` (rising from -1);
+    ramp ``1 - 2p`` (falling from +1); square +1 for p < 0.5, -1 after;
+    random holds a new uniform value each cycle; smooth glides from one
+    random value to the next over a cycle (raised cosine, so the slope is
+    0 at each cycle's start). ``shape == PHASOR`` writes p itself (0..1;
+    ``unipolar`` does not apply). A rising zero crossing of ``sync``
+    restarts the cycle at the start phase (and draws a new random value).
+
+    Args:
+        out: float32 output, ``out[:n]`` is written.
+        n: Number of samples to render.
+        freq: float32 frequency in Hz per sample (clamped to [0, sr/2)).
+        sync: float32 sync input per sample.
+        shape: Index into ``LFO_SHAPES``, or ``PHASOR``.
+        unipolar: Map -1..1 onto 0..1.
+        sr: Sample rate in Hz.
+        state: float64 array from ``lfo_state``, updated in place.
+    """
+    inv_sr = 1.0 / sr
+    x = _load_rng(state)
+    p = state[_L_PH]
+    s_prev = state[_L_SYP]
+    cur = state[_L_CUR]
+    nxt = state[_L_NXT]
+    ph0 = state[_L_PH0]
+    dt = state[_L_DT]
+    for i in range(n):
+        sc = _finite(sync[i])
+        tau = _sync_time(s_prev, sc)
+        new_cycle = False
+        if tau >= 0.0:
+            p = ph0 + dt * (1.0 - tau)
+            new_cycle = True
+        else:
+            p += dt
+        if p >= 1.0:
+            p -= 1.0
+            new_cycle = True
+        if new_cycle:
+            x, u = _splitmix(x)
+            cur = nxt
+            nxt = u
+        if shape == 0:
+            y = sin2pi(p)
+        elif shape == 1:
+            y = _tri(p)
+        elif shape == 2:
+            y = 2.0 * p - 1.0
+        elif shape == 3:
+            y = 1.0 - 2.0 * p
+        elif shape == 4:
+            y = 1.0 if p < 0.5 else -1.0
+        elif shape == 5:
+            y = cur
+        elif shape == 6:
+            y = cur + (nxt - cur) * (0.5 - 0.5 * sin2pi(0.5 * p + 0.25))  # (1 - cos(pi p)) / 2
+        else:
+            y = p
+        if unipolar and shape != PHASOR:
+            y = 0.5 + 0.5 * y
+        out[i] = y
+        s_prev = sc
+        dt = _norm_freq(freq[i], inv_sr)
+    _store_rng(state, x)
+    state[_L_PH] = p
+    state[_L_SYP] = s_prev
+    state[_L_CUR] = cur
+    state[_L_NXT] = nxt
+    state[_L_DT] = dt
+
+
+@numba.njit(cache=True, nogil=True)
+def lfo_batch(out, n, freq, sync, shape, unipolar, sr, state):
+    """``lfo_kernel`` for each row: out (V, 1, B), freq (V, B), sync (V, 1, B), state (V, S)."""
+    for v in range(out.shape[0]):
+        lfo_kernel(out[v, 0], n, freq[v], sync[v, 0], shape, unipolar, sr, state[v])
