@@ -75,3 +75,16 @@ def mix_stacked(xs, g, y, n):
             gk = g[k]
             for i in range(n):
                 yc[i] += xk[i] * gk[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def mac_batch(x, y, n, g, first):
+    """mac_kernel for a batch: x (V, Cx, B), y (V, C, B), g (V, B)."""
+    for v in range(y.shape[0]):
+        mac_kernel(x[v], y[v], n, g[v], first)
+
+
+@numba.njit(cache=True, nogil=True)
+def pan_batch(x, y, n, pan):
+    for v in range(y.shape[0]):
+        pan_kernel(x[v], y[v], n, pan[v])

@@ -120,6 +120,15 @@ class Mix(Node):
         self._xs = stacked_rows([x for x, _ in self._pairs])
         self._gs = stacked_rows([g for _, g in self._pairs])
 
+    def batch_key(self):
+        return (int(self.opts["count"]),)
+
+    @classmethod
+    def process_batch(cls, b, n, t):
+        y = b.out["out"]
+        for i in range(int(b.opts["count"])):
+            _basic.mac_batch(b.inp[f"in{i}"], y, n, b.par[f"gain{i}"], i == 0)
+
     def process(self, n, t):
         y = self.out["out"]
         if self._xs is not None and self._gs is not None:
@@ -144,3 +153,7 @@ class Pan(Node):
 
     def process(self, n, t):
         _basic.pan_kernel(self.inp["in"], self.out["out"], n, self.par["pan"])
+
+    @classmethod
+    def process_batch(cls, b, n, t):
+        _basic.pan_batch(b.inp["in"], b.out["out"], n, b.par["pan"])
