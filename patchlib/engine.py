@@ -166,9 +166,9 @@ class Engine:
             pnames = list(node.ports_decl[2])
             if name in in_batch:
                 b = in_batch[name]
-                if b.parblock is None:
-                    b.parblock = np.zeros((len(b.names), len(pnames), B), dtype=np.float32)
-                block = b.parblock[b.names.index(name)]
+                if b.parblock is None:  # (param, member, frame): each param's rows are one C-contiguous block
+                    b.parblock = np.zeros((len(pnames), len(b.names), B), dtype=np.float32)
+                block = b.parblock[:, b.names.index(name)]
             else:
                 block = np.zeros((len(pnames), B), dtype=np.float32)  # one array: a mix reads its gains at once
             states = {}
@@ -264,7 +264,7 @@ class Engine:
         bat = b.batch = Batch(b.nodes)
         bat.out = b.out
         pnames = list(b.nodes[0].ports_decl[2])
-        bat.par = {p: b.parblock[:, j] for j, p in enumerate(pnames)}
+        bat.par = {p: b.parblock[j] for j, p in enumerate(pnames)}
         b.loose = False
         for attr in cls.batch_state:
             arrays = [getattr(m, attr, None) for m in b.nodes]

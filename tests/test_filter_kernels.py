@@ -147,8 +147,8 @@ def test_chunking_is_bit_exact_with_modulated_params(mode):
 @pytest.mark.parametrize("mode", [MODE_LOWPASS, MODE_NOTCH, MODE_LOWSHELF])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_batch_equals_node_by_node(mode, channels):
-    """One batched call (lanes four at a time, or one by one when their flush counters differ)
-    gives the same bits as calling the kernel node by node."""
+    """One batched call (lanes four at a time, interleaved, the rest one by one; flush
+    counters equal or not) gives the same bits as calling the kernel node by node."""
     rng = np.random.default_rng(7)
     V, n = 7, 3000
     x = _f32(rng.uniform(-1, 1, (V, 1, n)))
@@ -161,8 +161,8 @@ def test_batch_equals_node_by_node(mode, channels):
     fc[2] = 700.0  # a lane that holds still beside moving ones
     for stagger in (False, True):
         st_b = np.zeros((V, channels, SVF_STATE_COLS))
-        if stagger:  # a member reset mid-stream: counters differ
-            st_b[3, :, 5] = 17
+        if stagger:  # members reset at other times: their flush counters differ
+            st_b[:, :, 5] = np.array([0, 17, 63, 5, 0, 40, 1])[:, None]
         st_s = st_b.copy()
         yb = np.zeros((V, channels, n), np.float32)
         for pos, m in ((0, 1000), (1000, 37), (1037, n - 1037)):

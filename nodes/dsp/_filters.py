@@ -411,6 +411,15 @@ def _flush(s):
     return 0.0 if -_FLUSH < s < _FLUSH else s
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _svf_count(s):
+    """The flush counter from the state (0 for a foreign value: never loop on it)."""
+    c = np.int64(s) if s == s else np.int64(0)
+    if c < 0 or c >= _FLUSH_PERIOD:
+        c = np.int64(0)
+    return c
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _svf_lanes1(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane, mix):
     """One lane (row ``v``, channel ``c``) on its own."""
@@ -428,7 +437,7 @@ def _svf_lanes1(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane
     _svf_set_cur(cur, l, state[v, c, _LFC], state[v, c, _LQ], state[v, c, _LG], mode, inv_sr, hi)
     s1 = state[v, c, _IC1]
     s2 = state[v, c, _IC2]
-    cnt = np.int64(state[v, c, _CNT])
+    cnt = _svf_count(state[v, c, _CNT])
     i0 = n * 0
     while i0 < n:
         # chunks end on the flush grid (every _FLUSH_PERIOD samples of the lane's life)
@@ -461,8 +470,9 @@ def _svf_lanes1(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane
 def _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane, mix):
     """Four lanes interleaved sample by sample: four independent recursions in
     flight hide each one's latency (about twice the throughput of one lane).
-    Each lane does exactly what :func:`_svf_lanes1` does, bit for bit; the
-    four must share the flush counter (the caller checks)."""
+    Each lane does exactly what :func:`_svf_lanes1` does, bit for bit: a
+    chunk ends where any lane's flush falls (lanes reset at other times than
+    their neighbours only make the chunks shorter)."""
     nc = y.shape[1]
     cx = x.shape[1] - 1
     gx = gain.shape[0] - 1
@@ -494,10 +504,14 @@ def _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane
     c2 = state[vc, cc, _IC2]
     d1 = state[vd, cd, _IC1]
     d2 = state[vd, cd, _IC2]
-    cnt = np.int64(state[va, ca, _CNT])
+    na = _svf_count(state[va, ca, _CNT])
+    nb = _svf_count(state[vb, cb, _CNT])
+    ncc = _svf_count(state[vc, cc, _CNT])
+    nd = _svf_count(state[vd, cd, _CNT])
     i0 = n * 0
     while i0 < n:
-        m = min(_FLUSH_PERIOD - cnt, n - i0)
+        # up to the next lane's flush point (the lanes usually share it)
+        m = min(_FLUSH_PERIOD - max(max(na, nb), max(ncc, nd)), n - i0)
         u0 = np.uint64(i0)
         held = 0  # bit l: lane l holds still over this chunk
         for l in range(4):
@@ -528,19 +542,32 @@ def _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane
                 c1, c2, yc[i] = _svf_step(np.float64(xc[i]), c1, c2, _co_at(co, 2, j), mix)
                 d1, d2, yd[i] = _svf_step(np.float64(xd[i]), d1, d2, _co_at(co, 3, j), mix)
         i0 += m
-        cnt += m
-        if cnt >= _FLUSH_PERIOD:
-            cnt = 0
+        na += m
+        if na >= _FLUSH_PERIOD:
+            na = 0
             a1 = _flush(a1)
             a2 = _flush(a2)
+        nb += m
+        if nb >= _FLUSH_PERIOD:
+            nb = 0
             b1 = _flush(b1)
             b2 = _flush(b2)
+        ncc += m
+        if ncc >= _FLUSH_PERIOD:
+            ncc = 0
             c1 = _flush(c1)
             c2 = _flush(c2)
+        nd += m
+        if nd >= _FLUSH_PERIOD:
+            nd = 0
             d1 = _flush(d1)
             d2 = _flush(d2)
     state[va, ca, _IC1] = a1
     state[va, ca, _IC2] = a2
+    state[va, ca, _CNT] = na
+    state[vb, cb, _CNT] = nb
+    state[vc, cc, _CNT] = ncc
+    state[vd, cd, _CNT] = nd
     state[vb, cb, _IC1] = b1
     state[vb, cb, _IC2] = b2
     state[vc, cc, _IC1] = c1
@@ -550,7 +577,6 @@ def _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane
     for l in range(4):
         vl = (lane + l) // nc
         cl = (lane + l) % nc
-        state[vl, cl, _CNT] = cnt
         state[vl, cl, _LFC] = cur[l, _U_FC]
         state[vl, cl, _LQ] = cur[l, _U_Q]
         state[vl, cl, _LG] = cur[l, _U_G]
@@ -558,9 +584,8 @@ def _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _svf_rows(x, y, n, cutoff, q, gain, sr, state, mode, mix):
-    """Every lane (row, channel) of a batch: runs of four lanes that share the
-    flush counter go interleaved, the others one by one. A scratch of ~3 kB
-    is allocated per call."""
+    """Every lane (row, channel) of a batch: four at a time interleaved, the
+    rest one by one. A scratch of ~3 kB is allocated per call."""
     inv_sr = 1.0 / sr
     hi = CUTOFF_MAX_RATIO * sr
     co = np.empty((4, _NROWS, _CHUNK))
@@ -568,19 +593,12 @@ def _svf_rows(x, y, n, cutoff, q, gain, sr, state, mode, mix):
     nc = y.shape[1]
     lanes = y.shape[0] * nc
     lane = nc * 0  # an int64 (a literal 0 would compile the callees twice)
+    while lane + 4 <= lanes:
+        _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane, mix)
+        lane += 4
     while lane < lanes:
-        four = lane + 4 <= lanes
-        if four:
-            cnt = state[lane // nc, lane % nc, _CNT]
-            for l in range(1, 4):
-                if state[(lane + l) // nc, (lane + l) % nc, _CNT] != cnt:
-                    four = False
-        if four:
-            _svf_lanes4(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane, mix)
-            lane += 4
-        else:
-            _svf_lanes1(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane, mix)
-            lane += 1
+        _svf_lanes1(x, y, n, cutoff, q, gain, state, mode, inv_sr, hi, co, cur, lane, mix)
+        lane += 1
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")

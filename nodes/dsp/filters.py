@@ -19,14 +19,16 @@ from patchlib import Input, Node, Option, Output, Param, register
 
 from . import _filters
 
-_CUTOFF_DOC = "cutoff (-3 dB for Q 0.707; centre for bandpass, notch, peak; shelf midpoint); clamped below 0.49 x sample rate"
+_CUTOFF_DOC = ("cutoff (-3 dB for Q 0.707; centre for bandpass, notch, peak; shelf midpoint); "
+               "clamped below 0.49 x sample rate")
 
 
 def _cutoff(default=1000.0, doc=_CUTOFF_DOC, lo=10.0, hi=24000.0):
     return Param(default, (lo, hi), "Hz", "exp", smooth=0.005, doc=doc)
 
 
-_Q = Param(0.7071, (0.1, 40.0), "", "exp", doc="resonance (RBJ Q): 0.707 flat, 4 a strong peak; for shelves 0.707 is the steepest without overshoot")
+_Q = Param(0.7071, (0.1, 40.0), "", "exp",
+           doc="resonance (RBJ Q): 0.707 flat, 4 a strong peak; for shelves 0.707 is the steepest without overshoot")
 _GAIN = Param(0.0, (-24.0, 24.0), "dB", "lin", doc="boost (+) or cut (-) at the peak / of the shelf")
 
 
@@ -65,8 +67,9 @@ class _SVF(Node):
     @classmethod
     def process_batch(cls, b, n, t):
         par = b.par
-        gain = par["gain"] if "gain" in par else b.nogain
-        _filters.svf_batch(b.inp["in"], b.out["out"], n, par["cutoff"], par["q"], gain, b.kmode, b.sr,
+        first = b.nodes[0]  # shared settings (plain attribute reads: this runs every block)
+        gain = par["gain"] if "gain" in par else first.nogain
+        _filters.svf_batch(b.inp["in"], b.out["out"], n, par["cutoff"], par["q"], gain, first.kmode, first.sr,
                            b.state["state"])
 
 
@@ -212,7 +215,7 @@ class SVF(Node):
     def process_batch(cls, b, n, t):
         o = b.out
         _filters.svf_multi_batch(b.inp["in"], o["out"], o["lp"], o["hp"], o["bp"], o["notch"], n,
-                                 b.par["cutoff"], b.par["q"], b.sr, b.state["state"])
+                                 b.par["cutoff"], b.par["q"], b.nodes[0].sr, b.state["state"])
 
 
 @register("ladder")
@@ -222,17 +225,18 @@ class Ladder(Node):
     A zero-delay-feedback model (Zavalishin, "The Art of VA Filter Design"):
     four trapezoidal one-poles, the output fed back through a tanh at the
     input, solved every sample, so cutoff and resonance can be swept at
-    audio rate. From resonance ~0.85 it sings on its own, a sine at the
-    cutoff (within 0.1 %), about -15 dBFS. The passband drops as resonance
-    rises (by 1 + 4.8 x resonance), as on the original.
+    audio rate. From resonance 0.84 it sings on its own: a sine at the
+    cutoff (within 0.1 %), about -15 dBFS; a tiny seeded noise (-140 dB)
+    starts it without an input. The passband drops as resonance rises (by
+    1 + 4.8 x resonance), as on the original.
 
-    Example: ``acid: {type: ladder, in: saw, cutoff: {from: env, range: [200, 4000], curve: exp}, resonance: 0.8, drive: 2}``
+    Example: ``acid: {type: ladder, in: saw, cutoff: {from: env, range: [200, 4000]}, resonance: 0.8, drive: 2}``
     """
 
     inputs = {"in": Input("signal to filter")}
     params = {
         "cutoff": _cutoff(1000.0, "cutoff (the pitch of self-oscillation); clamped below 0.49 x sample rate"),
-        "resonance": Param(0.3, (0.0, 1.0), doc="feedback: 0 none, ~0.85 and above self-oscillates"),
+        "resonance": Param(0.3, (0.0, 1.0), doc="feedback: 0 none, 0.84 and above self-oscillates"),
         "drive": Param(1.0, (0.1, 20.0), "x", "exp", doc="input gain into the tanh: 1 clean for quiet inputs, "
                                                         "higher saturates (give dB as '6dB')"),
     }
@@ -254,15 +258,15 @@ class Ladder(Node):
     @classmethod
     def process_batch(cls, b, n, t):
         p = b.par
-        _filters.ladder_batch(b.inp["in"], b.out["out"], n, p["cutoff"], p["resonance"], p["drive"], b.sr,
-                              b.state["state"])
+        _filters.ladder_batch(b.inp["in"], b.out["out"], n, p["cutoff"], p["resonance"], p["drive"],
+                              b.nodes[0].sr, b.state["state"])
 
 
 @register("onepole")
 class OnePole(Node):
     """One-pole (6 dB/octave) lowpass or highpass, -3 dB at the cutoff: smoothing, tone, gentle EQ.
 
-    Example: ``smooth: {type: onepole, in: steps, cutoff: 20}``, or ``{type: onepole, mode: highpass, in: x, cutoff: 300}``
+    Example: ``glide: {type: onepole, in: steps, cutoff: 8}``; ``{type: onepole, mode: highpass, in: x, cutoff: 300}``
     """
 
     inputs = {"in": Input("signal to filter")}
@@ -291,7 +295,8 @@ class OnePole(Node):
 
     @classmethod
     def process_batch(cls, b, n, t):
-        _filters.onepole_batch(b.inp["in"], b.out["out"], n, b.par["cutoff"], b.hp, b.sr, b.state["state"])
+        first = b.nodes[0]
+        _filters.onepole_batch(b.inp["in"], b.out["out"], n, b.par["cutoff"], first.hp, first.sr, b.state["state"])
 
 
 @register("dcblock")
@@ -323,4 +328,4 @@ class DCBlock(Node):
 
     @classmethod
     def process_batch(cls, b, n, t):
-        _filters.dcblock_batch(b.inp["in"], b.out["out"], n, b.par["cutoff"], b.sr, b.state["state"])
+        _filters.dcblock_batch(b.inp["in"], b.out["out"], n, b.par["cutoff"], b.nodes[0].sr, b.state["state"])
