@@ -34,6 +34,8 @@ from .params import MOD, ParamState
 from .patch import Event, PatchSpec
 
 log = logging.getLogger(__name__)
+#: the frame of an event to apply at the start of the next block (live input)
+_ASAP = -1
 
 
 @dataclass
@@ -374,6 +376,35 @@ class Engine:
             frame = int(round(ev.time * self.sample_rate))
         self._inbox.put((frame, ev))
 
+    def note(self, poly: str, pitch, velocity: float = 1.0, *, frame: int | None = None) -> None:
+        """Play a note on a ``poly`` node (thread-safe): at ``frame``, or as soon as possible.
+
+        ``pitch`` in Hz or a note name (``"C4"``); ``velocity`` 0..1. This is
+        the entry point live input (OSC, MIDI) uses; a score does the same
+        with ``{at, note: POLY, pitch, velocity}``.
+        """
+        self.schedule(Event(0.0, "note", self._poly_name(poly), value=float(velocity),
+                            pitch=self._pitch(pitch)), _ASAP if frame is None else frame)
+
+    def note_off(self, poly: str, pitch=None, *, frame: int | None = None) -> None:
+        """Release a note (every held note when ``pitch`` is None) on a ``poly`` node (thread-safe)."""
+        p = None if pitch is None else self._pitch(pitch)
+        self.schedule(Event(0.0, "note_off", self._poly_name(poly), pitch=p), _ASAP if frame is None else frame)
+
+    def _poly_name(self, poly: str) -> str:
+        if poly not in self._allocators:
+            polys = ", ".join(self._allocators) or "none in this patch"
+            raise ValueError(f"'{poly}' is not a poly node (poly nodes: {polys})")
+        return poly
+
+    def _pitch(self, pitch) -> float:
+        from .units import parse_value
+
+        f = parse_value(pitch, "Hz")
+        if not 0 < f < self.sample_rate / 2:
+            raise ValueError(f"pitch {f:g} Hz is not between 0 and half the sample rate")
+        return f
+
     def _drain(self) -> None:
         while True:
             try:
@@ -415,7 +446,7 @@ class Engine:
             now = t + pos
             while heap and heap[0][0] <= now:
                 frame, _, ev = heapq.heappop(heap)
-                if frame < now:
+                if _ASAP < frame < now:
                     self.late_events += 1
                 self._apply(ev, frame)
                 applied = True

@@ -194,3 +194,24 @@ def test_errors_name_the_voice_node_once(tmp_path):
 def test_poly_errors(body, match):
     with pytest.raises(PatchError, match=match):
         patchlib.load_patch(body)
+
+
+def test_live_notes_from_another_thread():
+    """engine.note / note_off (what OSC and MIDI call) play through the allocator, thread-safely."""
+    import threading
+
+    e = patchlib.Engine(patchlib.load_patch(_patch("  - {at: 10, all_off: keys}\n", voices=4)), block_size=256)
+    t = threading.Thread(target=lambda: [e.note("keys", p, 0.5) for p in ("C4", "E4", 392.0)])
+    t.start()
+    t.join()
+    y = np.concatenate([e.process().copy() for _ in range(200)], axis=1)[0]
+    np.testing.assert_allclose(_peak_freqs(y[4800:], 3), [261.63, 329.63, 392.0], atol=1.5)
+    assert y[0] == 0.0 and np.flatnonzero(y)[0] == 1  # applied at the first block's first sample
+    assert e.late_events == 0
+    e.note_off("keys", "E4")
+    e.process()
+    assert sorted(v.pitch for v in e._allocators["keys"].voices if v.held) == pytest.approx([261.63, 392.0], abs=0.01)
+    with pytest.raises(ValueError, match="not a poly node"):
+        e.note("nope", "C4")
+    with pytest.raises(ValueError):
+        e.note("keys", "H9")
