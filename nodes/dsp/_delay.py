@@ -34,6 +34,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._interp import hermite as _hermite
+
 __all__ = [
     "FEEDBACK_MAX",
     "delay_ring_size",
@@ -104,15 +106,6 @@ def _clamp_fb(fb):
     if fb > FEEDBACK_MAX:
         fb = FEEDBACK_MAX
     return fb
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _hermite(zm1, z0, z1, z2, f):
-    """Catmull-Rom between z0 (f = 0) and z1 (f = 1); zm1, z2 the outer taps."""
-    c1 = 0.5 * (z1 - zm1)
-    c2 = zm1 - 2.5 * z0 + 2.0 * z1 - 0.5 * z2
-    c3 = 0.5 * (z2 - zm1) + 1.5 * (z0 - z1)
-    return ((c3 * f + c2) * f + c1) * f + z0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from ._fastmath import sin2pi
+from ._interp import hermite as _hermite
 
 __all__ = [
     "SHAPES", "HB_K", "halfband_taps", "ws_latency", "ws_state", "ws_kernel", "shape_curve",
@@ -56,15 +57,6 @@ def ring_size(samples: float) -> int:
     """Smallest power of two ``>= samples + 8`` (a ring with guard taps)."""
     need = int(math.ceil(max(float(samples), 1.0))) + 8
     return 1 << (need - 1).bit_length()
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _hermite(zm1, z0, z1, z2, f):
-    """Catmull-Rom between z0 (f = 0) and z1 (f = 1); |H| <= 1 at every f."""
-    c1 = 0.5 * (z1 - zm1)
-    c2 = zm1 - 2.5 * z0 + 2.0 * z1 - 0.5 * z2
-    c3 = 0.5 * (z2 - zm1) + 1.5 * (z0 - z1)
-    return ((c3 * f + c2) * f + c1) * f + z0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -28,6 +28,7 @@ import math
 import numba
 import numpy as np
 
+from ._interp import hermite as _hermite
 from ._osc import (
     _BLEP,
     _BLEP_D,
@@ -173,10 +174,7 @@ def _lookup(row, th, size):
     y1 = row[j + 1]
     y2 = row[j + 2]
     y3 = row[j + 3]
-    c1 = 0.5 * (y2 - y0)
-    c2 = y0 - 2.5 * y1 + 2.0 * y2 - 0.5 * y3
-    c3 = 0.5 * (y3 - y0) + 1.5 * (y1 - y2)
-    return ((c3 * f + c2) * f + c1) * f + y1
+    return _hermite(y0, y1, y2, y3, f)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
