@@ -96,7 +96,8 @@ class Engine:
     def _compile(self) -> None:
         spec, B, sr = self.spec, self.block_size, self.sample_rate
         self.graph = build_graph(spec)
-        self.order = [v for v, _ in levels(self.graph, spec)]
+        self._levels = levels(self.graph, spec)
+        self.order = [v for v, _ in self._levels]
         self.nodes: dict[str, Node] = {}
         for name, ns in spec.nodes.items():
             node = ns.cls(name, ns.options)
@@ -228,7 +229,7 @@ class Engine:
         """Group identical nodes of one level (same type, key and channels) into batches."""
         spec = self.spec
         groups: dict[tuple, list[str]] = {}
-        for (name, step), level in levels(self.graph, spec):
+        for (name, step), level in self._levels:
             if step != "process" or not self.batching:
                 continue
             node = self.nodes[name]
@@ -241,10 +242,10 @@ class Engine:
         self.batches: list[_BatchPlan] = []
         row: dict[str, tuple[int, int]] = {}  # node -> (batch number, row)
         big = (1 << 30, 0)
+        index = {n: i for i, n in enumerate(spec.nodes)}
         for full, names in sorted(groups.items(), key=lambda kv: kv[0][0]):
             if len(names) < 2:
                 continue
-            index = {n: i for i, n in enumerate(spec.nodes)}
 
             def sort_key(name):
                 # follow the rows of the sources, so a batch reads its inputs
