@@ -4,3 +4,4 @@ Importing this package registers every built-in node type (the
 ``patchlib.nodes`` entry point points here).
 """
 from . import dsp  # noqa: F401
+from . import neural  # noqa: F401

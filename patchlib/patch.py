@@ -148,6 +148,23 @@ def load_yaml(text: str, file: str | None = None) -> Any:
 
 
 # ---------------------------------------------------------------- spec
+class PatchPath(str):
+    """A ``kind="path"`` option as written in the patch, knowing where it was written.
+
+    It is the text itself (``models/drive.pt``), plus ``base_dir`` (the
+    patch's folder, which it is relative to) and ``where`` (file, line, node,
+    key), so a node can resolve and check it even in ``ports(opts)``, before
+    it has a context, and word its errors with the patch's line.
+    """
+
+    def __new__(cls, text, base_dir, where):
+        obj = super().__new__(cls, text)
+        obj.base_dir = base_dir
+        obj.where = where
+        return obj
+
+
+
 @dataclass
 class ParamSetting:
     """How one param is set in the patch."""
@@ -441,6 +458,8 @@ class PatchParser:
             v = float(v)
         elif kind == "path":
             ok = isinstance(v, str)
+            if ok:
+                v = PatchPath(v, self.base_dir, Where(self.file, line, node, key))
         elif kind is list:
             ok = isinstance(v, list)
         elif kind is int:

@@ -1,0 +1,8 @@
+"""Neural nodes: a streaming torch runtime and the ``pedal`` node (neural effects with live knobs).
+
+Importing this package registers ``pedal`` without importing torch: torch
+loads when a patch uses a neural node. The runtime lives in
+``streaming`` (cached-padding causal convs), ``torchnode`` (the node base),
+``wavenet`` and ``lstm`` (architectures), ``checkpoint`` (the file format).
+"""
+from . import pedal  # noqa: F401

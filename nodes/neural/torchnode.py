@@ -1,0 +1,133 @@
+"""TorchNode: the base of nodes that run a torch model block by block.
+
+It owns what every neural node needs: torch imported only when a patch uses
+one (``import patchlib`` stays fast), the thread count set once (option
+``threads``, default 1 so the audio path does not fight other work), the
+device (``cpu``, or ``cuda`` when present), ``torch.inference_mode()``
+around every call, preallocated conditioning buffers, and a self-test at
+load: one zero block through the model, checking the output's shape, dtype
+and finiteness, and measuring the time one block takes against its duration
+(``self.time_ratio``: 0.1 means a block renders in a tenth of real time).
+
+A subclass implements :meth:`TorchNode.build_model` (returning a
+:class:`~nodes.neural.streaming.StreamingModel` in streaming mode) and
+:meth:`TorchNode.fill_conditioning` (writing the block's model input rows).
+Errors are :class:`~patchlib.PatchError` raised in ``configure`` or
+``prepare``, so an Engine is never built half-way.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from patchlib import Node, Option, PatchError, Where
+
+_threads = {"n": None}
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op thread count (once per value; torch's setting is process-wide)."""
+    import torch
+
+    n = int(n)
+    if n < 1:
+        raise PatchError(f"threads must be >= 1, got {n}", Where(key="threads"))
+    if _threads["n"] != n:
+        torch.set_num_threads(n)
+        _threads["n"] = n
+
+
+def torch_device(name: str):
+    import torch
+
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise PatchError("device 'cuda' asked for but torch sees no CUDA GPU here", Where(key="device"),
+                             hint="use device: cpu")
+        return torch.device("cuda")
+    raise PatchError(f"unknown device {name!r}", Where(key="device"), hint="cpu or cuda")
+
+
+class TorchNode(Node):
+    """Base of torch-model nodes (not registered itself): see the module docstring."""
+
+    options = {
+        "threads": Option(1, kind=int,
+                          doc="torch threads for the model (process-wide; 1 keeps the audio path light)"),
+        "device": Option("cpu", choices=("cpu", "cuda"),
+                         doc="where the model runs: cpu, or cuda when a GPU is present"),
+    }
+    #: rows of the model's input (audio + conditioning); set by build_model's caller
+    cond_rows: int = 1
+
+    # ---- for subclasses ------------------------------------------------
+    def build_model(self):
+        """The streaming model (torch ``nn.Module``): ``forward((1, cond_rows, n)) -> (1, 1, n)``."""
+        raise NotImplementedError
+
+    def fill_conditioning(self, cond: np.ndarray, n: int) -> None:
+        """Write the model input of this block into ``cond[:, :n]`` (float32 ``(cond_rows, block)``)."""
+        cond[0, :n] = self.inp["in"][0, :n]
+
+    #: the file the model came from (for error messages)
+    model_file: str = "model"
+
+    # ---- life cycle ----------------------------------------------------
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        import torch
+
+        set_threads(self.opts.get("threads", 1))
+        self.device = torch_device(self.opts.get("device", "cpu"))
+        B = int(ctx.block_size)
+        with torch.inference_mode():
+            model = self.build_model()
+            self.model = model.to(self.device).eval()
+            self.model.prepare(B)
+            self.latency = int(getattr(self.model, "latency", 0))
+            self.receptive_field = getattr(self.model, "receptive_field", None)
+            self._cond = np.zeros((self.cond_rows, B), dtype=np.float32)
+            self._cond_cpu = torch.from_numpy(self._cond)[None]  # shares memory with _cond
+            self._cond_dev = self._cond_cpu if self.device.type == "cpu" else self._cond_cpu.to(self.device)
+            self.self_test(B, float(ctx.sample_rate))
+        self.reset()
+
+    def self_test(self, B: int, sr: float) -> None:
+        """One zero block through the model: shape, dtype, finite, and the time it takes."""
+        import torch
+
+        self._cond[:] = 0.0
+        t0 = time.perf_counter()
+        y = self._run(B)
+        dt = time.perf_counter() - t0
+        where = Where(key="model")
+        if tuple(y.shape) != (1, 1, B):
+            raise PatchError(f"model '{self.model_file}': self-test output shape {tuple(y.shape)}, "
+                             f"expected (1, 1, {B})", where)
+        if y.dtype != torch.float32:
+            raise PatchError(f"model '{self.model_file}': self-test output dtype {y.dtype}, expected float32", where)
+        if not torch.isfinite(y).all():
+            raise PatchError(f"model '{self.model_file}': self-test on silence gives NaN or inf", where)
+        self.time_ratio = dt / (B / sr)
+
+    def reset(self):
+        import torch
+
+        with torch.inference_mode():
+            self.model.reset()
+
+    def _run(self, n):
+        y = self.model(self._cond_dev[..., :n] if self._cond_dev is self._cond_cpu
+                       else self._cond_dev[..., :n].copy_(self._cond_cpu[..., :n]))
+        return y
+
+    def process(self, n, t):
+        import torch
+
+        self.fill_conditioning(self._cond, n)
+        with torch.inference_mode():
+            y = self._run(n)
+            self.out["out"][0, :n] = y[0, 0].cpu().numpy()
