@@ -1,3 +1,3 @@
 """Classic DSP nodes: oscillators, noise, filters, envelopes, control, physical models, effects, I/O."""
-from . import (basic, control, delay, effects, envelopes, filters, io, oscillators, physical,  # noqa: F401
+from . import (basic, clipper, control, delay, effects, envelopes, filters, io, oscillators, physical,  # noqa: F401
                sampler)
