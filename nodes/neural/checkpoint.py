@@ -17,6 +17,9 @@ Knob values reach the model normalised to 0..1 over their range.
 Loading checks the format, builds the architecture from its config and
 refuses missing, unknown or mis-shaped tensors, each error a
 :class:`~patchlib.PatchError` naming the file.
+
+A path ending in ``.nam`` is a Neural Amp Modeler file: :func:`load` reads it
+with :func:`nodes.neural.nam.load_nam` into the same dict (no knobs).
 """
 from __future__ import annotations
 
@@ -70,6 +73,10 @@ def load(path, name=None) -> dict:
 
     path, path_ = name or path, path
 
+    if os.fspath(path_).lower().endswith(".nam"):
+        from .nam import load_nam
+
+        return load_nam(path_, name=path)
     if not os.path.isfile(path_):
         raise _err(path, "no such file", hint="train one with 'patchlib train pedal' or check the path")
     try:
@@ -136,4 +143,8 @@ def build(path, data: dict, streaming: bool = True):
         if not torch.isfinite(g).all():
             raise _err(path, f"weight '{k}' holds NaN or inf")
     model.load_state_dict({k: v.to(want[k].dtype) for k, v in got.items()})
+    if data.get("nam"):
+        from .nam import prewarm
+
+        prewarm(model, data)  # NAM's start-up state (silence's history), see nodes/neural/nam.py
     return model.eval()

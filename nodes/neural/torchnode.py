@@ -8,6 +8,9 @@ around every call, preallocated conditioning buffers, and a self-test at
 load: one zero block through the model, checking the output's shape, dtype
 and finiteness, and measuring the time one block takes against its duration
 (``self.time_ratio``: 0.1 means a block renders in a tenth of real time).
+On the CPU the model runs by default through :mod:`nodes.neural.fast`
+(option ``engine``: one fused numba kernel per block computing the torch
+model's function from its weights); ``self.engine`` says which one runs.
 
 A subclass implements :meth:`TorchNode.build_model` (returning a
 :class:`~nodes.neural.streaming.StreamingModel` in streaming mode) and
@@ -59,6 +62,9 @@ class TorchNode(Node):
                           doc="torch threads for the model (process-wide; 1 keeps the audio path light)"),
         "device": Option("cpu", choices=("cpu", "cuda"),
                          doc="where the model runs: cpu, or cuda when a GPU is present"),
+        "engine": Option("auto", choices=("auto", "torch", "fast"),
+                         doc="fast: fused numba kernels (CPU, WaveNet/LSTM); torch: the torch modules; "
+                             "auto: fast on cpu when the model supports it"),
     }
     #: rows of the model's input (audio + conditioning); set by build_model's caller
     cond_rows: int = 1
@@ -92,8 +98,29 @@ class TorchNode(Node):
             self._cond = np.zeros((self.cond_rows, B), dtype=np.float32)
             self._cond_cpu = torch.from_numpy(self._cond)[None]  # shares memory with _cond
             self._cond_dev = self._cond_cpu if self.device.type == "cpu" else self._cond_cpu.to(self.device)
+            self.fast = self.build_fast(B)
+            self.engine = "torch" if self.fast is None else "fast"
+            self._fast_out = np.zeros(B, dtype=np.float32)
+            self._fast_out_t = torch.from_numpy(self._fast_out)[None, None]
             self.self_test(B, float(ctx.sample_rate))
         self.reset()
+
+    def build_fast(self, B: int):
+        """The fast twin of ``self.model`` for option ``engine`` (``None``: run torch)."""
+        from . import fast
+
+        engine = self.opts.get("engine", "auto")
+        if engine == "torch":
+            return None
+        why = fast.unsupported_reason(self.model)
+        if why is None and self.device.type != "cpu":
+            why = f"it runs on the CPU only (device is {self.device.type})"
+        if why is not None:
+            if engine == "fast":
+                raise PatchError(f"model '{self.model_file}': engine 'fast' is not available: {why}",
+                                 Where(key="engine"), hint="use engine: torch (or auto)")
+            return None
+        return fast.compile_model(self.model, B)
 
     def self_test(self, B: int, sr: float) -> None:
         """One zero block through the model: shape, dtype, finite, and the time it takes."""
@@ -118,16 +145,25 @@ class TorchNode(Node):
 
         with torch.inference_mode():
             self.model.reset()
+        if self.fast is not None:
+            self.fast.reset()
 
     def _run(self, n):
+        if self.fast is not None:
+            self.fast(self._cond, self._fast_out, n)
+            return self._fast_out_t[..., :n]
         y = self.model(self._cond_dev[..., :n] if self._cond_dev is self._cond_cpu
                        else self._cond_dev[..., :n].copy_(self._cond_cpu[..., :n]))
         return y
 
     def process(self, n, t):
+        self.fill_conditioning(self._cond, n)
+        if self.fast is not None:
+            self.fast(self._cond, self._fast_out, n)
+            self.out["out"][0, :n] = self._fast_out[:n]
+            return
         import torch
 
-        self.fill_conditioning(self._cond, n)
         with torch.inference_mode():
             y = self._run(n)
             self.out["out"][0, :n] = y[0, 0].cpu().numpy()
