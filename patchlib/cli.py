@@ -115,6 +115,80 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-pyo", action="store_true", help="skip the pyo comparison (its targets become n/a)")
     b.add_argument("--no-scipy", action="store_true", help="skip the scipy comparison")
     b.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
+
+    t = sub.add_parser("train", help="train a neural model (train pedal: a WaveNet/LSTM effect from dry/wet WAVs)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train a neural model. One kind for now: 'patchlib train pedal --help'.")
+    tsub = t.add_subparsers(dest="train_what", metavar="WHAT")
+    tp = tsub.add_parser("pedal", help="a WaveNet or LSTM effect from dry/wet WAV pairs",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description=textwrap.dedent("""\
+        Train a neural effect (a 'pedal' node's model) from dry/wet WAV pairs.
+
+        Data: a pedal_data manifest (pairs at knob settings, a train/validation split in
+        time, held-out knob settings), or --make-data to render one first (the virtual-analog
+        diode_clipper; end to end in one command), or --dry/--wet for one pair without knobs,
+        or --pair DRY WET gain=0.5,tone=0.3 (repeat; knob values 0..1). The wet file's
+        latency is found by cross-correlation, reported and removed. Knobs that vary between
+        pairs become conditioning inputs and the model's knobs (range 0..1).
+
+        Loss: ESR after pre-emphasis 1 - 0.85 z^-1 (Damskaegg et al. 2019), optionally plus
+        a multi-resolution STFT term; random segments with a warm-up of the receptive field
+        (not scored); Adam with exponential learning-rate decay; early stopping on the
+        validation ESR (the best weights are kept). Deterministic for a seed on the CPU.
+
+        Writes the checkpoint (architecture, sample rate, knobs, validation ESR at the
+        trained and at held-out knob settings, this command) and a PNG of target vs
+        prediction (waveform excerpt and spectra); prints the ESRs.
+
+        examples:
+          patchlib train pedal --make-data data/overdrive -o patches/models/overdrive.pt --size paper
+          patchlib train pedal --manifest data/overdrive/manifest.json -o od.pt --steps 20000 --device cuda
+          patchlib train pedal --dry di.wav --wet amp.wav -o amp.pt --arch lstm --size standard
+          patchlib train pedal --pair di.wav g2.wav gain=0.2 --pair di.wav g8.wav gain=0.8 -o fuzz.pt
+        """))
+    tp.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="the checkpoint to write")
+    src = tp.add_argument_group("data")
+    src.add_argument("--manifest", metavar="MANIFEST.json", help="a pedal_data manifest (or its folder)")
+    src.add_argument("--make-data", metavar="DIR", help="render a pedal_data dataset into DIR first, then train on it")
+    src.add_argument("--data-seconds", type=float, default=40.0, metavar="S",
+                     help="with --make-data: seconds of audio (default 40)")
+    src.add_argument("--data-seed", type=int, default=0, metavar="N", help="with --make-data: its seed (default 0)")
+    src.add_argument("--dry", metavar="DRY.wav", help="one dry recording (with --wet; no knobs)")
+    src.add_argument("--wet", metavar="WET.wav", help="the pedal's output for --dry")
+    src.add_argument("--pair", nargs="+", action="append", default=[], metavar="ARG",
+                     help="DRY.wav WET.wav [name=value,...]: a training pair at knob values 0..1 (repeat)")
+    src.add_argument("--heldout-pair", nargs="+", action="append", default=[], metavar="ARG",
+                     help="like --pair, but only scored (knob settings never trained on)")
+    src.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                     help="without a manifest split: the last F of every pair validates (default 0.2)")
+    src.add_argument("--max-lag", type=int, default=2000, metavar="N", help="latency search range in samples (default 2000)")
+    src.add_argument("--latency", type=int, metavar="N", help="advance the wet files by N samples (skips the detection)")
+    src.add_argument("--latency-safety", type=int, default=4, metavar="N",
+                     help="advance by the detected lag minus N (a pedal's own impulse response can peak a "
+                          "few samples late; too early is harmless for a causal model; default 4)")
+    m = tp.add_argument_group("model and training")
+    m.add_argument("--arch", choices=["wavenet", "lstm"], default="wavenet", help="default wavenet")
+    m.add_argument("--size", choices=["tiny", "paper", "standard"], default="paper",
+                   help="tiny (tests), paper (Damskaegg 2019: 10 gated layers x 16), standard (NAM's); default paper")
+    m.add_argument("--steps", type=int, default=2000, metavar="N", help="optimiser steps (default 2000)")
+    m.add_argument("--batch", type=int, default=8, metavar="N", help="segments per step (default 8)")
+    m.add_argument("--segment", type=int, default=8192, metavar="N",
+                   help="scored samples per segment, after a warm-up of the receptive field (default 8192)")
+    m.add_argument("--lr", type=float, default=4e-3, help="Adam's initial learning rate (default 4e-3)")
+    m.add_argument("--lr-final", type=float, default=4e-4, help="learning rate at the last step, exponential decay (default 4e-4)")
+    m.add_argument("--stft-weight", type=float, default=0.0, metavar="W",
+                   help="weight of a multi-resolution STFT loss term added to the ESR (default 0)")
+    m.add_argument("--eval-every", type=int, default=100, metavar="N", help="validate every N steps (default 100)")
+    m.add_argument("--patience", type=int, default=8, metavar="N",
+                   help="stop after N validations without improvement (0: never; default 8)")
+    m.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                   help="stop (validate, keep the best) after M minutes of training (default 0: no limit)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the weights and segment choice (default 0)")
+    m.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: cuda when available")
+    m.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
+    tp.add_argument("--report", metavar="OUT.png", help="the target-vs-prediction picture (default: OUT with .png)")
+    tp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -207,6 +281,50 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_train(a) -> int:
+    if a.train_what != "pedal":
+        _err("say what to train: 'patchlib train pedal --help'")
+        return 2
+    from nodes.neural.train import TrainConfig, parse_knobs, train
+
+    pairs = []
+    for opt, group, sets in (("--pair", a.pair, "grid"), ("--heldout-pair", a.heldout_pair, "heldout")):
+        for args in group:
+            if len(args) not in (2, 3):
+                _err(f"{opt} takes DRY.wav WET.wav [name=value,...], got {' '.join(args)}")
+                return 2
+            try:
+                knobs = parse_knobs(args[2]) if len(args) == 3 else {}
+            except ValueError as e:
+                _err(f"{opt}: {e}")
+                return 2
+            pairs.append((args[0], args[1], knobs, sets))
+    if not (a.manifest or a.make_data or a.dry or a.wet or pairs):
+        _err("no data: give --manifest, --make-data, --dry/--wet or --pair (see 'patchlib train pedal --help')")
+        return 2
+    for name in ("steps", "batch", "segment", "eval_every"):
+        if getattr(a, name) < 1:
+            _err(f"--{name.replace('_', '-')} must be >= 1")
+            return 2
+    if not (a.lr > 0 and a.lr_final >= 0 and a.stft_weight >= 0 and 0 < a.val_fraction < 1 and a.data_seconds > 0):
+        _err("--lr must be > 0, --lr-final and --stft-weight >= 0, --val-fraction in (0, 1), --data-seconds > 0")
+        return 2
+    cfg = TrainConfig(output=a.output, manifest=a.manifest, make_data=a.make_data, data_seconds=a.data_seconds,
+                      data_seed=a.data_seed, dry=a.dry, wet=a.wet, pairs=pairs, arch=a.arch, size=a.size,
+                      steps=a.steps, batch=a.batch, segment=a.segment, lr=a.lr, lr_final=a.lr_final,
+                      stft_weight=a.stft_weight, eval_every=a.eval_every, patience=a.patience,
+                      max_minutes=a.max_minutes,
+                      val_fraction=a.val_fraction, max_lag=a.max_lag, latency=a.latency,
+                      latency_safety=a.latency_safety, seed=a.seed, device=a.device, threads=a.threads,
+                      report=a.report, quiet=a.quiet)
+    try:
+        train(cfg)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -215,7 +333,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return {"render": cmd_render, "check": cmd_check, "nodes": cmd_nodes, "graph": cmd_graph,
-                "bench": cmd_bench}[a.command](a)
+                "bench": cmd_bench, "train": cmd_train}[a.command](a)
     except PatchError as e:
         for line in str(e).splitlines():
             _err(line) if not line.startswith("  ") else print(line, file=sys.stderr)
