@@ -32,7 +32,7 @@ import math
 import numba
 import numpy as np
 
-from ._effects import HB_K, ws_latency
+from ._effects import HB_K, halfband_down, halfband_up, ws_latency
 
 __all__ = ["R", "C", "IS", "NVT", "TOL", "MAX_ITER", "GAIN_DB", "TONE_HZ", "clip_state", "clip_kernel",
            "clip_batch", "ode_step", "drive_gain", "tone_cutoff"]
@@ -147,14 +147,6 @@ def ode_step(vin, T):
     return out
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _stage_off(k):
-    off = 0
-    for kk in range(k):
-        off += 5 * HB_K[kk]
-    return off
-
-
 @numba.njit(cache=True, nogil=True)
 def clip_kernel(x, y, n, gain, tone, level, stages, extra, sr, taps, state):
     """Oversampled diode clipper, tone lowpass and level for ``n`` samples.
@@ -203,22 +195,7 @@ def clip_kernel(x, y, n, gain, tone, level, stages, extra, sr, taps, state):
             cur = o_sa
             nxt = o_sb
             st[cur] = g * np.float64(x[xc, i])
-            ln = 1
-            for k in range(stages):
-                K = HB_K[k]
-                hu = _stage_off(k)
-                for j in range(ln):
-                    v = st[cur + j]
-                    acc = 0.0
-                    for q in range(2 * K - 1, 0, -1):
-                        st[hu + q] = st[hu + q - 1]
-                        acc += taps[k, q] * st[hu + q]
-                    st[hu] = v
-                    acc += taps[k, 0] * v
-                    st[nxt + 2 * j] = 2.0 * acc
-                    st[nxt + 2 * j + 1] = st[hu + K - 1]
-                cur, nxt = nxt, cur
-                ln *= 2
+            cur, nxt = halfband_up(st, taps, stages, cur, nxt)
             # ---- the circuit at the top rate
             for j in range(F):
                 v = st[cur + j]
@@ -230,25 +207,7 @@ def clip_kernel(x, y, n, gain, tone, level, stages, extra, sr, taps, state):
                     v = d
                 st[cur + j] = _step(v, T, st, o_ode)
             # ---- down
-            for k in range(stages - 1, -1, -1):
-                K = HB_K[k]
-                he = _stage_off(k) + 2 * K
-                ho = he + 2 * K
-                ln //= 2
-                for j in range(ln):
-                    ev = st[cur + 2 * j]
-                    od = st[cur + 2 * j + 1]
-                    acc = 0.0
-                    for q in range(2 * K - 1, 0, -1):
-                        st[he + q] = st[he + q - 1]
-                        acc += taps[k, q] * st[he + q]
-                    st[he] = ev
-                    acc += taps[k, 0] * ev + 0.5 * st[ho + K - 1]
-                    for q in range(K - 1, 0, -1):
-                        st[ho + q] = st[ho + q - 1]
-                    st[ho] = od
-                    st[nxt + j] = acc
-                cur, nxt = nxt, cur
+            cur = halfband_down(st, taps, stages, cur, nxt)
             wet = st[cur]
             # ---- tone: TPT one-pole lowpass
             tk = min(max(np.float64(tone[i]), 0.0), 1.0)

@@ -184,6 +184,58 @@ def _stage_off(k):
     return off
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def halfband_up(st, taps, stages, cur, nxt):
+    """Upsample the one value at ``st[cur]`` through ``stages`` halfband stages (2x each).
+
+    Polyphase: each stage's history lives at ``_stage_off(k)``; the
+    ``2**stages`` values end up at the returned ``cur`` (``nxt`` is scratch).
+    """
+    ln = 1
+    for k in range(stages):
+        K = HB_K[k]
+        hu = _stage_off(k)
+        for j in range(ln):
+            v = st[cur + j]
+            acc = 0.0
+            for q in range(2 * K - 1, 0, -1):
+                st[hu + q] = st[hu + q - 1]
+                acc += taps[k, q] * st[hu + q]
+            st[hu] = v
+            acc += taps[k, 0] * v
+            st[nxt + 2 * j] = 2.0 * acc
+            st[nxt + 2 * j + 1] = st[hu + K - 1]
+        cur, nxt = nxt, cur
+        ln *= 2
+    return cur, nxt
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def halfband_down(st, taps, stages, cur, nxt):
+    """Decimate the ``2**stages`` values at ``st[cur]`` back to one; returns where it is."""
+    ln = 1 << stages
+    for k in range(stages - 1, -1, -1):
+        K = HB_K[k]
+        he = _stage_off(k) + 2 * K
+        ho = he + 2 * K
+        ln //= 2
+        for j in range(ln):
+            ev = st[cur + 2 * j]
+            od = st[cur + 2 * j + 1]
+            acc = 0.0
+            for q in range(2 * K - 1, 0, -1):
+                st[he + q] = st[he + q - 1]
+                acc += taps[k, q] * st[he + q]
+            st[he] = ev
+            acc += taps[k, 0] * ev + 0.5 * st[ho + K - 1]
+            for q in range(K - 1, 0, -1):
+                st[ho + q] = st[ho + q - 1]
+            st[ho] = od
+            st[nxt + j] = acc
+        cur, nxt = nxt, cur
+    return cur
+
+
 @numba.njit(cache=True, nogil=True)
 def ws_kernel(x, y, n, drive_db, bias, mix, level_db, shape, stages, extra, latency, dc_r, taps, state):
     """Oversampled waveshaper: ``level * ((1 - mix) * dry + mix * dc(shape(g x + b) - shape(b)))``.
@@ -234,22 +286,7 @@ def ws_kernel(x, y, n, drive_db, bias, mix, level_db, shape, stages, extra, late
             cur = o_sa
             nxt = o_sb
             st[cur] = g * xin
-            ln = 1
-            for k in range(stages):
-                K = HB_K[k]
-                hu = _stage_off(k)
-                for j in range(ln):
-                    v = st[cur + j]
-                    acc = 0.0
-                    for q in range(2 * K - 1, 0, -1):
-                        st[hu + q] = st[hu + q - 1]
-                        acc += taps[k, q] * st[hu + q]
-                    st[hu] = v
-                    acc += taps[k, 0] * v
-                    st[nxt + 2 * j] = 2.0 * acc
-                    st[nxt + 2 * j + 1] = st[hu + K - 1]
-                cur, nxt = nxt, cur
-                ln *= 2
+            cur, nxt = halfband_up(st, taps, stages, cur, nxt)
             # ---- shape at the top rate
             sb = _shape(b, shape)
             for j in range(F):
@@ -262,25 +299,7 @@ def ws_kernel(x, y, n, drive_db, bias, mix, level_db, shape, stages, extra, late
                     v = d
                 st[cur + j] = _shape(v + b, shape) - sb
             # ---- down
-            for k in range(stages - 1, -1, -1):
-                K = HB_K[k]
-                he = _stage_off(k) + 2 * K
-                ho = he + 2 * K
-                ln //= 2
-                for j in range(ln):
-                    ev = st[cur + 2 * j]
-                    od = st[cur + 2 * j + 1]
-                    acc = 0.0
-                    for q in range(2 * K - 1, 0, -1):
-                        st[he + q] = st[he + q - 1]
-                        acc += taps[k, q] * st[he + q]
-                    st[he] = ev
-                    acc += taps[k, 0] * ev + 0.5 * st[ho + K - 1]
-                    for q in range(K - 1, 0, -1):
-                        st[ho + q] = st[ho + q - 1]
-                    st[ho] = od
-                    st[nxt + j] = acc
-                cur, nxt = nxt, cur
+            cur = halfband_down(st, taps, stages, cur, nxt)
             wet = st[cur]
             if dc_r > 0.0:
                 yd = wet - st[o_dc] + dc_r * st[o_dc + 1]
