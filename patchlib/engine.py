@@ -106,7 +106,7 @@ class Engine:
             node.ctx = Context(
                 sample_rate=float(sr), block_size=B, control_period=spec.control_period,
                 seed=zlib.crc32(f"{spec.seed}:{name}".encode()), base_dir=spec.base_dir,
-                audio_inputs=self.audio_inputs,
+                audio_inputs=self.audio_inputs, warn=functools.partial(self._warn, 0, name),
             )
             self.nodes[name] = node
 

@@ -35,7 +35,7 @@ Example, a complete node type::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -149,6 +149,9 @@ class Context:
     #: channel count of each connected input port, and of each output port
     in_channels: dict = field(default_factory=dict)
     out_channels: dict = field(default_factory=dict)
+    #: report something the user should hear about (a model trained at another sample rate...):
+    #: the engine records it in ``Engine.warnings``, logs it and passes it to ``on_warning``
+    warn: Callable[[str], None] = field(default=lambda message: None, repr=False)
 
 
 class Node:

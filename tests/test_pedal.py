@@ -188,3 +188,16 @@ def test_knobs_driven_by_noise_across_their_range(tmp_path):
     e = patchlib.Engine(patchlib.load_patch(write_patch(tmp_path, text, "wild.yaml")), block_size=64)
     out = e.render(2400)
     assert np.all(np.isfinite(out)) and not e.warnings
+
+
+def test_a_model_trained_at_another_rate_plays_with_a_warning(tmp_path):
+    _wavenet_file(tmp_path)
+    path = _patch(tmp_path)
+    seen = []
+    e = patchlib.Engine(patchlib.load_patch(path), sample_rate=44100, on_warning=seen.append)
+    assert len(seen) == 1 and seen[0] is e.warnings[0] and seen[0].node == "drive"
+    msg = seen[0].message
+    assert "models/od.pt" in msg and "48000 Hz" in msg and "44100 Hz" in msg
+    assert np.isfinite(e.render(512)).all()
+    same = patchlib.Engine(patchlib.load_patch(path), on_warning=seen.append)  # at its own rate: no warning
+    assert same.warnings == [] and len(seen) == 1

@@ -103,6 +103,11 @@ class TorchNode(Node):
             self._fast_out = np.zeros(B, dtype=np.float32)
             self._fast_out_t = torch.from_numpy(self._fast_out)[None, None]
             self.self_test(B, float(ctx.sample_rate))
+        msr = getattr(self, "model_sample_rate", None)
+        if msr and abs(float(msr) - float(ctx.sample_rate)) > 0.5:
+            ctx.warn(f"node '{self.name}': model '{self.model_file}' was trained at {float(msr):g} Hz but the patch "
+                     f"runs at {float(ctx.sample_rate):g} Hz: it will sound different (a WaveNet's dilations and "
+                     f"filters are in samples); render at {float(msr):g} Hz or train at this rate")
         self.reset()
 
     def build_fast(self, B: int):
