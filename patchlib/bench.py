@@ -1,4 +1,4 @@
-"""``patchlib bench``: two reference workloads, each rendered by patchlib and pyo in one run.
+"""``patchlib bench``: reference workloads, each rendered by patchlib (and pyo, scipy where they can) in one run.
 
 **The voice bank** (``voices``) is 16 voices summed: voice ``k`` (0..15) is a
 band-limited saw at ``55 * 2**(k/7)`` Hz through a resonant lowpass (Q 4)
@@ -38,11 +38,30 @@ sample, mixed with a gain of 1/8 each. Two engines render it:
   ``Waveguide``'s ``dur`` is the time to fall by 40 dB, so it is 2/3 of the
   T60 (the same decay as patchlib's).
 
+**The neural pedals** (``neural``) are whole patches too (:func:`neural_patch`):
+one ``string`` plucked every 0.25 s through a riff (E2 G2 A2 E2 D3 C3 A2 G2)
+into one node, per row: nothing (the dry source's own cost), the ``pedal``
+node with the shipped ``patches/models/overdrive.pt``, with NAM's standard
+WaveNet and with NAM's default LSTM (3 layers x 18; both written by
+:func:`write_neural_models` as ``.nam`` files with seeded random weights into
+a temporary folder, the patches' folder), and the virtual-analog
+``diode_clipper`` at oversample 4 and 2. Each pedal row runs with
+``engine: fast`` (fused numba kernels) and ``engine: torch`` (one torch call
+per op, our stand-in for NAM's Python package; at most :data:`TORCH_SECONDS`
+rendered), one thread. Per row: real-time factors, fast/torch, the model's
+multiply-adds per sample and the GFLOP/s they make, as a share of the
+one-thread float32 peak :func:`measure_peak` measures in the same run
+(matmul with numpy and torch, a numba multiply-add loop). No pyo: its targets
+(:data:`NEURAL_TARGETS`) are real-time factors of the fast engine at block 64;
+the report quotes the issue's NAM figures (:data:`NAM_REFERENCE`), measured
+elsewhere.
+
 Everything runs pinned to one core (where the OS lets us). Each figure is the
 best of ``repeats`` runs, the engines interleaved run by run so that load
 from elsewhere hits them alike. The targets (:data:`PYO_TARGETS`,
 :data:`STARTUP_TARGET`) are ratios to pyo measured in the same run, so they
-hold across machines; plus "faster than scipy" for the voice bank.
+hold across machines; plus "faster than scipy" for the voice bank; the neural
+pedals' are real-time factors (they depend on the machine).
 
     >>> from patchlib import bench
     >>> res = bench.run(seconds=2, block_sizes=(256,), output=None)  # doctest: +SKIP
@@ -67,10 +86,10 @@ import numpy as np
 SAMPLE_RATE = 48000
 
 #: the workloads, in the order they run and appear in the report
-WORKLOADS = ("voices", "strings")
-TITLES = {"voices": "Voice bank", "strings": "Plucked strings"}
-#: the engines each workload is rendered with
-ENGINES = {"voices": ("patchlib", "pyo", "scipy"), "strings": ("patchlib", "pyo")}
+WORKLOADS = ("voices", "strings", "neural")
+TITLES = {"voices": "Voice bank", "strings": "Plucked strings", "neural": "Neural pedals"}
+#: the engines each workload is rendered with (the neural pedals: patchlib's two model engines)
+ENGINES = {"voices": ("patchlib", "pyo", "scipy"), "strings": ("patchlib", "pyo"), "neural": ("fast", "torch")}
 #: targets: patchlib's real-time factor over pyo's in the same run, per workload and block size
 PYO_TARGETS = {"voices": {256: 1.0, 64: 0.7}, "strings": {64: 2.0, 256: 2.0}}
 #: target: seconds from ``import patchlib`` to the end of the first block (warm numba cache)
@@ -155,9 +174,12 @@ def strings_patch(block_size: int = 256, seconds: float = 30.0, sample_rate: int
 
 
 def patch(workload: str, block_size: int = 256, seconds: float = 30.0) -> dict:
-    """A workload's patch dict (``seconds`` sets the strings' score)."""
+    """A workload's patch dict (``seconds`` sets the strings' score); the neural workload's is its
+    shipped-model row (see :func:`neural_patch`)."""
     if _check_workload(workload) == "voices":
         return voice_bank_patch(block_size)
+    if workload == "neural":
+        return neural_patch("overdrive", block_size, seconds)
     return strings_patch(block_size, seconds)
 
 
@@ -384,6 +406,290 @@ def _time_pyo(workload: str, seconds: float, block_size: int) -> tuple[float, fl
 _TIMERS = {"patchlib": _time_patchlib, "pyo": _time_pyo, "scipy": _time_scipy}
 
 
+# --------------------------------------------------------------------- the neural pedals
+#: the neural workload's rows, in report order: the dry source alone, three models, the VA clipper
+NEURAL_ROWS = ("source", "overdrive", "nam-wavenet", "nam-lstm", "clipper-4x", "clipper-2x")
+NEURAL_LABELS = {
+    "source": "dry source alone (plucked-string riff)",
+    "overdrive": "shipped `overdrive.pt`",
+    "nam-wavenet": "NAM standard WaveNet (`.nam`)",
+    "nam-lstm": "NAM LSTM 3×18 (`.nam`)",
+    "clipper-4x": "`diode_clipper`, oversample 4",
+    "clipper-2x": "`diode_clipper`, oversample 2",
+}
+#: the model file of each pedal row, in the patch's (temporary) folder
+NEURAL_FILES = {"overdrive": "overdrive.pt", "nam-wavenet": "nam-wavenet-standard.nam", "nam-lstm": "nam-lstm-3x18.nam"}
+#: NAM's default LSTM (neural-amp-modeler, nam_full_configs/models/lstm.json)
+NAM_LSTM = {"num_layers": 3, "hidden_size": 18}
+#: targets: the fast engine's real-time factor at block NEURAL_TARGET_BLOCK, per pedal row
+NEURAL_TARGETS = {"overdrive": 10.0, "nam-wavenet": 5.0, "nam-lstm": 10.0}
+NEURAL_TARGET_BLOCK = 64
+#: the engines of the pedal rows (the DSP rows run one: "patchlib")
+NEURAL_ENGINES = ("fast", "torch")
+#: the torch engine renders at most this many seconds (a rate: enough to measure it; it is slow)
+TORCH_SECONDS = 10.0
+#: the dry source: one string plucked every RIFF_STEP s through this riff
+RIFF = ("E2", "G2", "A2", "E2", "D3", "C3", "A2", "G2")
+RIFF_STEP = 0.25
+RIFF_DECAY = 1.0  # T60, s
+#: the shipped model
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patches", "models",
+                             "overdrive.pt")
+#: the issue's reference figures (measured elsewhere, not by this run)
+NAM_REFERENCE = (
+    "NAM's own Python package (0.13, no streaming API), one thread, on the machine the issue was written on: "
+    "standard WaveNet 3.7× real time on a whole 30 s file, 1.1× / 0.27× when fed 256- / 64-sample blocks with "
+    "their history; its 3-layer LSTM 8.9× / 4.6× at block 256 / 64. NAM's C++ core is reported at 29–50× on an "
+    "Apple M2. The standard WaveNet costs 13.3k multiply-adds per sample, 0.64 G per second of 48 kHz audio.")
+
+
+def riff_score(seconds: float) -> list[dict]:
+    """The dry source's score: per step a ``set`` of ``src.freq`` to the next riff note and a pluck."""
+    score, j = [], 0
+    while j * RIFF_STEP < seconds:
+        t = j * RIFF_STEP
+        score += [{"at": t, "set": "src.freq", "to": RIFF[j % len(RIFF)], "over": 0},
+                  {"at": t, "trigger": "src", "velocity": VELOCITY}]
+        j += 1
+    return score
+
+
+def neural_patch(row: str, block_size: int = 64, seconds: float = 30.0, engine: str = "fast") -> dict:
+    """The patch dict of a neural-workload row: the riff's string -> the row's node (``fx``).
+
+    A pedal row names its model file (:data:`NEURAL_FILES`) relative to the
+    patch's folder: load it from a file in the folder that holds the models
+    (:func:`write_neural_models`). ``engine`` is the pedal's ``engine``
+    option; one thread.
+    """
+    if row not in NEURAL_ROWS:
+        raise ValueError(f"unknown neural row {row!r}: use one of {', '.join(NEURAL_ROWS)}")
+    nodes: dict = {"src": {"type": "string", "freq": RIFF[0], "decay": RIFF_DECAY}}
+    if row in NEURAL_FILES:
+        nodes["fx"] = {"type": "pedal", "in": "src", "model": NEURAL_FILES[row], "engine": engine, "threads": 1}
+    elif row.startswith("clipper-"):
+        nodes["fx"] = {"type": "diode_clipper", "in": "src", "oversample": int(row[len("clipper-"):-1])}
+    return {"sample_rate": SAMPLE_RATE, "block_size": int(block_size), "duration": float(seconds), "nodes": nodes,
+            "out": "fx" if "fx" in nodes else "src", "score": riff_score(seconds)}
+
+
+def write_neural_models(folder: str) -> dict[str, str]:
+    """Write the pedal rows' model files into ``folder``; returns ``{row: why}`` for those that could not be.
+
+    The NAM-style models get random but deterministic weights
+    (``torch.manual_seed``): speed does not depend on the weights' values.
+    The shipped model is copied (a patch may name only files inside its folder).
+    """
+    import shutil
+
+    import torch
+
+    from nodes.neural.lstm import LSTM
+    from nodes.neural.nam import save_nam
+    from nodes.neural.wavenet import WaveNet, wavenet_config
+
+    failed = {}
+    if os.path.isfile(SHIPPED_MODEL):
+        shutil.copy(SHIPPED_MODEL, os.path.join(folder, NEURAL_FILES["overdrive"]))
+    else:
+        failed["overdrive"] = f"no shipped model at {SHIPPED_MODEL}"
+    torch.manual_seed(0)
+    save_nam(os.path.join(folder, NEURAL_FILES["nam-wavenet"]), WaveNet(**wavenet_config("standard")))
+    torch.manual_seed(1)
+    save_nam(os.path.join(folder, NEURAL_FILES["nam-lstm"]), LSTM(1, NAM_LSTM["hidden_size"], NAM_LSTM["num_layers"]))
+    return failed
+
+
+def _neural_engine(folder: str, row: str, block_size: int, seconds: float, engine: str):
+    from . import Engine, load_patch
+
+    path = os.path.join(folder, f"{row}-{engine}-{block_size}.yaml")
+    if not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(neural_patch(row, block_size, seconds, engine), f)  # JSON is YAML
+    return Engine(load_patch(path), block_size=block_size)
+
+
+def _time_neural(folder: str, row: str, block_size: int, seconds: float, engine: str) -> dict:
+    """One timed render of a row: wall s, audio s, rms, and (pedals) the engine that ran and the model's MACs."""
+    _neural_engine(folder, row, block_size, seconds, engine).render(min(_frames(seconds), 9600))  # warm-up
+    eng = _neural_engine(folder, row, block_size, seconds, engine)
+    frames = _frames(seconds)
+    t0 = time.perf_counter()
+    y = eng.render(frames)
+    wall = time.perf_counter() - t0
+    y = y[0]
+    fx = eng.nodes.get("fx")
+    res = {"wall": wall, "audio": y.shape[0] / SAMPLE_RATE, "rms": _rms(y), "finite": bool(np.isfinite(y).all()),
+           "ac_rms": float(np.std(y.astype(np.float64)))}
+    if fx is not None and hasattr(fx, "model"):
+        res["engine"] = fx.engine
+        res["macs"] = int(fx.model.macs_per_sample)
+        res["arch"] = type(fx.model).__name__
+    return res
+
+
+_MATMUL_CODE = r"""
+import json, time
+import numpy as np
+N = NSIZE
+rng = np.random.default_rng(0)
+a, b = rng.random((N, N), dtype=np.float32), rng.random((N, N), dtype=np.float32)
+c = np.empty((N, N), np.float32)
+reps = max(1, 4000000 // N ** 2)
+best = 1e9
+for i in range(6):
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        np.matmul(a, b, out=c)
+    if i:
+        best = min(best, (time.perf_counter() - t0) / reps)
+print(json.dumps({"gflops": 2 * N ** 3 / best / 1e9}))
+"""
+
+
+def _fma_gflops(seconds: float = 0.2) -> float:
+    """GFLOP/s of a numba loop of float32 multiply-adds over an array in L1 (vectorised by LLVM)."""
+    import numba
+
+    @numba.njit(fastmath=True, nogil=True)
+    def fma(x, a, b, reps):
+        for _ in range(reps):
+            for i in range(x.size):
+                x[i] = x[i] * a + b
+
+    x = np.zeros(1024, np.float32)
+    a, b = np.float32(0.999), np.float32(1e-3)
+    fma(x, a, b, 1)
+    reps, best = 1000, 0.0
+    end = time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        fma(x, a, b, reps)
+        dt = time.perf_counter() - t0
+        best = max(best, 2.0 * x.size * reps / dt / 1e9)
+        if time.perf_counter() > end:
+            return best
+        if dt < 0.01:
+            reps *= 4
+
+
+def measure_peak(size: int = 256) -> dict:
+    """The machine's one-thread float32 limit, measured now: GFLOP/s of a ``size``² matmul (numpy, in a
+    one-thread subprocess; torch, one thread) and of a numba multiply-add loop; ``best`` is the highest."""
+    out: dict = {"size": int(size)}
+    env = dict(os.environ, **_THREAD_ENV)
+    try:
+        p = subprocess.run([sys.executable, "-c", _MATMUL_CODE.replace("NSIZE", str(int(size)))],
+                           capture_output=True, text=True, env=env, timeout=120)
+        out["numpy_matmul"] = json.loads(p.stdout.strip().splitlines()[-1])["gflops"]
+    except Exception:  # no figure rather than no benchmark
+        out["numpy_matmul"] = None
+    try:
+        import torch
+
+        from nodes.neural.torchnode import set_threads
+
+        set_threads(1)
+        a, b, c = torch.rand(size, size), torch.rand(size, size), torch.empty(size, size)
+        reps, best = max(1, 4000000 // size ** 2), 1e9
+        for i in range(6):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(a, b, out=c)
+            if i:
+                best = min(best, (time.perf_counter() - t0) / reps)
+        out["torch_matmul"] = 2 * size ** 3 / best / 1e9
+    except Exception:
+        out["torch_matmul"] = None
+    try:
+        out["numba_fma"] = _fma_gflops()
+    except Exception:
+        out["numba_fma"] = None
+    figures = [v for k, v in out.items() if k != "size" and v]
+    out["best"] = max(figures) if figures else None
+    return out
+
+
+def _gflops(macs, rt):
+    return None if macs is None or rt is None else 2.0 * macs * SAMPLE_RATE * rt / 1e9
+
+
+def _run_neural(seconds: float, block_sizes, repeats: int, say) -> dict:
+    """Time the neural workload's rows at each block size (rows and engines interleaved per repeat)."""
+    errors: dict[str, str] = {}
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="patchlib-bench-neural-") as folder:
+        try:
+            errors.update(write_neural_models(folder))
+        except Exception as exc:  # torch or the neural nodes missing: the pedal rows are n/a, the DSP rows run
+            errors.update({row: f"{type(exc).__name__}: {exc}" for row in NEURAL_FILES})
+        peak = measure_peak()
+        say(f"  one-thread float32 peak: {_fmt(peak['best'], ' GFLOP/s')} (matmul {peak['size']}² numpy "
+            f"{_fmt(peak['numpy_matmul'], '')}, torch {_fmt(peak['torch_matmul'], '')}; numba multiply-add loop "
+            f"{_fmt(peak['numba_fma'], '')})")
+        for row in NEURAL_ROWS:
+            engines = NEURAL_ENGINES if row in NEURAL_FILES else ("patchlib",)
+            rows[row] = {"label": NEURAL_LABELS[row], "engines": list(engines), "macs": None, "arch": None,
+                         "blocks": {}}
+        for bs in block_sizes:
+            for row, info in rows.items():
+                info["blocks"][bs] = {k: {e: None for e in info["engines"]} for k in ("rt", "wall", "rms", "ac_rms")}
+            for _ in range(repeats):
+                for row, info in rows.items():
+                    if row in errors:
+                        continue
+                    cell = info["blocks"][bs]
+                    for e in info["engines"]:
+                        secs = min(seconds, TORCH_SECONDS) if e == "torch" else seconds
+                        try:
+                            r = _time_neural(folder, row, bs, secs, "fast" if e == "patchlib" else e)
+                        except Exception as exc:  # a model that does not load: its row is n/a, go on
+                            errors[row] = f"{type(exc).__name__}: {exc}"
+                            say(f"  {row}: n/a ({errors[row]})")
+                            break
+                        if not r["finite"]:
+                            errors[row] = f"{e} engine: NaN or inf in the output"
+                        if e != "patchlib" and r["engine"] != e:
+                            errors[row] = f"asked for engine {e}, the node ran {r['engine']}"
+                        info["macs"], info["arch"] = r.get("macs", info["macs"]), r.get("arch", info["arch"])
+                        if cell["wall"][e] is None or r["wall"] < cell["wall"][e]:
+                            cell["wall"][e] = r["wall"]
+                            cell["rt"][e] = r["audio"] / r["wall"]
+                        cell["rms"][e], cell["ac_rms"][e] = r["rms"], r["ac_rms"]
+            for row, info in rows.items():
+                cell = info["blocks"][bs]
+                rt = cell["rt"]
+                if row in NEURAL_FILES:
+                    cell["fast/torch"] = _ratio(rt["fast"], rt["torch"])
+                cell["gflops"] = {e: _gflops(info["macs"], rt[e]) for e in info["engines"]}
+                cell["peak_pct"] = {e: None if g is None or not peak["best"] else 100.0 * g / peak["best"]
+                                    for e, g in cell["gflops"].items()}
+                parts = ", ".join(f"{e} {_fmt(rt[e])} RT" for e in info["engines"])
+                extra = ""
+                if info["macs"]:
+                    extra = (f"; {info['macs']} MAC/sample, fast {_fmt(cell['gflops']['fast'], ' GFLOP/s')} "
+                             f"({_fmt(cell['peak_pct']['fast'], ' %', 0)} of peak); fast/torch "
+                             f"{_fmt(cell['fast/torch'], '', 1)}")
+                say(f"  {row:12s} block {bs:5d}: {parts}{extra}")
+    return {"title": TITLES["neural"], "engines": list(NEURAL_ENGINES), "rows": rows, "peak": peak,
+            "errors": errors, "blocks": {}}
+
+
+def _neural_targets(sec: dict) -> list[dict]:
+    out = []
+    bs = NEURAL_TARGET_BLOCK
+    for row, goal in NEURAL_TARGETS.items():
+        info = sec["rows"][row]
+        if bs not in info["blocks"]:
+            continue
+        r = info["blocks"][bs]["rt"]["fast"]
+        out.append({"workload": "neural", "row": row, "goal": goal, "unit": "×RT", "measured": r,
+                    "what": f"neural: {NEURAL_LABELS[row]}, fast engine, ≥ {goal:g}× real time at block {bs}",
+                    "met": None if r is None else r >= goal})
+    return out
+
+
 # --------------------------------------------------------------------- start-up
 _STARTUP_CODE = r"""
 import time
@@ -466,6 +772,7 @@ def machine_info() -> dict:
         "scipy": _version("scipy"),
         "numba": _version("numba"),
         "pyo": _version("pyo"),
+        "torch": _version("torch"),
         "patchlib": _version("patchlib"),
     }
 
@@ -566,7 +873,7 @@ def _targets(workload: str, blocks: dict) -> list[dict]:
 def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs/benchmarks.md",
         pyo: bool = True, scipy: bool = True, repeats: int = 2, startup: bool = True,
         quiet: bool = False, workloads=WORKLOADS) -> dict:
-    """Benchmark the workloads (voice bank, plucked strings) against pyo (and scipy); print and report.
+    """Benchmark the workloads (voice bank, plucked strings against pyo and scipy; neural pedals); print and report.
 
     Args:
         seconds: audio seconds rendered per measurement (the same for all).
@@ -589,7 +896,12 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
         (None: not measured); ``all_met`` is true when every target was
         measured and met; ``startup``; ``machine``; ``errors`` (the voice
         bank's engines by name, the others' as ``strings/pyo``, and
-        ``startup``).
+        ``startup``). The neural section instead holds ``rows[row]``
+        (``label``, ``engines``, ``macs``, ``arch``, ``blocks[bs]`` with
+        ``rt``, ``wall``, ``rms``, ``ac_rms``, ``gflops``, ``peak_pct`` per
+        engine and ``fast/torch``), ``peak`` (:func:`measure_peak`),
+        ``targets``, ``errors`` (by row, as ``neural/<row>`` in the result's).
+        Start-up measures the DSP workloads' patches only (voices when none ran).
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     seconds = float(seconds)
@@ -608,12 +920,18 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
         for w in workloads:
             say(f"{TITLES[w].lower()}: " + {
                 "voices": f"{VOICES} saws -> swept resonant lowpasses -> mix",
-                "strings": f"{STRINGS} plucked strings, each plucked every {RETRIGGER:g} s -> mix"}[w]
+                "strings": f"{STRINGS} plucked strings, each plucked every {RETRIGGER:g} s -> mix",
+                "neural": "a plucked-string riff -> a neural pedal (fast and torch engines, one thread) or the "
+                          f"diode clipper (torch: at most {TORCH_SECONDS:g} s)"}[w]
                 + f"; {seconds:g} s at {SAMPLE_RATE} Hz, best of {repeats}")
-            sections[w] = _run_workload(w, seconds, block_sizes, repeats, skip, say)
+            if w == "neural":
+                sections[w] = _run_neural(seconds, block_sizes, repeats, say)
+            else:
+                sections[w] = _run_workload(w, seconds, block_sizes, repeats, skip, say)
         if startup:
             try:
-                start = measure_startup(repeats, workloads)
+                # the DSP patches' start-up (a neural patch adds torch's import, a second or two, by design)
+                start = measure_startup(repeats, tuple(w for w in workloads if w != "neural") or ("voices",))
                 say(f"start-up (warm numba cache): import {start['import']:.2f} s, build {start['build']:.3f} s, "
                     f"first block {start['first_block'] * 1e3:.1f} ms, total {start['total']:.2f} s "
                     f"({start['process']:.2f} s with the interpreter)")
@@ -624,7 +942,7 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
 
     targets = []
     for w, sec in sections.items():
-        sec["targets"] = _targets(w, sec["blocks"])
+        sec["targets"] = _neural_targets(sec) if w == "neural" else _targets(w, sec["blocks"])
         targets += sec["targets"]
         for e, why in sec["errors"].items():
             errors[e if w == "voices" else f"{w}/{e}"] = why
@@ -690,6 +1008,72 @@ def _results_table(w: str, sec: dict) -> list[str]:
     return L
 
 
+def _neural_text(res: dict, sec: dict) -> list[str]:
+    """The "Neural pedals" section: the patches, the table of rows, the peak, the NAM reference."""
+    peak = sec["peak"]
+    riff = " ".join(RIFF)
+    L = [f"Each row is a whole patch rendered by patchlib's Engine, like the other workloads: one `string` node "
+         f"(Karplus-Strong, T60 {RIFF_DECAY:g} s) plucked at velocity {VELOCITY:g} every {RIFF_STEP:g} s through "
+         f"the riff {riff} (score `set` and `trigger` events), into the row's node, one thread "
+         "(`threads: 1`, the process pinned to one core). The pedal rows run the `pedal` node twice: "
+         "`engine: fast` (patchlib's fused numba kernels, one call per block) and `engine: torch` (the torch "
+         "modules, one torch call per operation: our stand-in for NAM's Python package); fast/torch is the "
+         "ratio of the two. The NAM-style models are written as `.nam` files with random but deterministic "
+         f"weights (`torch.manual_seed`): the standard WaveNet (`wavenet_config(\"standard\")`) and NAM's default "
+         f"LSTM ({NAM_LSTM['num_layers']} layers × {NAM_LSTM['hidden_size']} hidden, "
+         "`nam_full_configs/models/lstm.json`); speed does not depend on the weights' values, but the output "
+         "of random weights is no sound to listen to. The shipped model is `patches/models/overdrive.pt` at its "
+         f"default knobs. The torch engine renders min({res['seconds']:g}, {TORCH_SECONDS:g}) s (its rate is what "
+         "counts). Nothing is subtracted: the figures include the source and the engine's per-block work; the "
+         "source alone is the first row.", "",
+         "MAC/sample: the model's multiply-adds per output sample (`macs_per_sample`: convolutions, mixers, "
+         "gates and heads; activations not counted). GFLOP/s = 2 × MAC/sample × 48000 × ×RT. "
+         f"**Measured one-thread float32 peak: {_fmt(peak['best'], ' GFLOP/s')}**, the best of, in this run: "
+         f"a {peak['size']}×{peak['size']} matmul with numpy (one BLAS thread) {_fmt(peak['numpy_matmul'], '')}, "
+         f"with torch (one thread) {_fmt(peak['torch_matmul'], '')}, and a numba loop of multiply-adds over an "
+         f"array in L1 {_fmt(peak['numba_fma'], '')} GFLOP/s; \"% peak\" is the share of it.", ""]
+    L += ["| patch | block | MAC/sample | fast ×RT | torch ×RT | fast/torch | fast GFLOP/s | fast % peak | "
+          "torch GFLOP/s | torch % peak |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row, info in sec["rows"].items():
+        for bs, c in info["blocks"].items():
+            rt = c["rt"]
+            fast = rt.get("fast", rt.get("patchlib"))
+            macs = f"{info['macs']:,}" if info["macs"] else "–"
+            if row in NEURAL_FILES:
+                cells = [_fmt(fast), _fmt(rt["torch"]), _fmt(c["fast/torch"], "", 1),
+                         _fmt(c["gflops"]["fast"], "", 2), _fmt(c["peak_pct"]["fast"], " %", 1),
+                         _fmt(c["gflops"]["torch"], "", 2), _fmt(c["peak_pct"]["torch"], " %", 1)]
+            else:
+                cells = [_fmt(fast)] + ["–"] * 6
+            L.append(f"| {info['label']} | {bs} | {macs} | " + " | ".join(cells) + " |")
+    src = sec["rows"]["source"]["blocks"]
+    shares = []
+    for bs, c in src.items():
+        s = c["rt"]["patchlib"]
+        if s:
+            shares.append(f"{_fmt(s)} real time at block {bs} (1/{s:.0f} of a second per second of audio: "
+                          f"{100 * 10.0 / s:.1f} % of the time of a 10× patch)")
+    if shares:
+        L += ["", "The dry source alone (string, score and engine overhead) runs at " + "; ".join(shares) + "."]
+    if sec["errors"]:
+        L.append("")
+        for row, why in sec["errors"].items():
+            L.append(f"- {NEURAL_LABELS.get(row, row)}: n/a ({why})")
+    L += ["", "Output RMS per row (block: fast / torch), a sanity check that every row renders finite, "
+          "non-silent audio and that both engines compute the same model (the random LSTM's output is mostly "
+          "a constant: it barely responds to the input):", ""]
+    for row, info in sec["rows"].items():
+        parts = []
+        for bs, c in info["blocks"].items():
+            vals = " / ".join(f"{c['rms'][e]:.3f}" for e in info["engines"] if c["rms"].get(e) is not None)
+            parts.append(f"{bs}: {vals or 'n/a'}")
+        L.append(f"- {info['label']}: " + "; ".join(parts))
+    L += ["", "For reference, **quoted from the issue, measured elsewhere and not by this run:** " + NAM_REFERENCE,
+          "", "Targets (the fast engine):", ""] + _targets_table(sec["targets"])
+    return L
+
+
 def report(res: dict) -> str:
     """The Markdown report of a :func:`run` result."""
     m = res["machine"]
@@ -699,7 +1083,7 @@ def report(res: dict) -> str:
          f"- **Machine:** {m['cpu']}, {m['cores']} cores ({m['os']}); "
          + (f"measured pinned to core {res['core']}" if res["core"] is not None else "not pinned to a core"),
          f"- **Software:** Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, numba {m['numba']}, "
-         f"pyo {m['pyo']}, patchlib {m['patchlib']}"]
+         f"pyo {m['pyo']}, torch {m.get('torch', 'n/a')}, patchlib {m['patchlib']}"]
     lb, la = res["load"]["before"], res["load"]["after"]
     if lb and la:
         L.append(f"- **Load average** (1 min) before / after: {lb[0]:.2f} / {la[0]:.2f}")
@@ -717,6 +1101,9 @@ def report(res: dict) -> str:
         if unmeasured:
             L.append("- **Targets not measured** (n/a): " + "; ".join(unmeasured) + ".")
     for w, sec in res["workloads"].items():
+        if w == "neural":
+            L += ["", f"## {sec['title']}", ""] + _neural_text(res, sec)
+            continue
         L += ["", f"## {sec['title']}", "", _patch_text(w, res), ""]
         L += _results_table(w, sec)
         if sec["errors"]:
@@ -740,13 +1127,25 @@ def report(res: dict) -> str:
         elif "startup" in res["errors"]:
             L += [f"n/a ({res['errors']['startup']})", ""]
         L += _targets_table(st)
-    L += ["", "## What each engine runs", "",
-          "pyo renders whole buffers; its ×RT counts the frames it rendered (the same as the others when the "
-          "duration is a multiple of the block, as 30 s at 64 and 256 is). pyo runs in a subprocess (one server "
-          "per process) on its offline server, `Server.start()` timed, which renders the whole duration "
-          "synchronously into a WAV file."]
+    L += ["", "## What each engine runs"]
+    if any(w != "neural" for w in res["workloads"]):
+        L += ["", "pyo renders whole buffers; its ×RT counts the frames it rendered (the same as the others when the "
+              "duration is a multiple of the block, as 30 s at 64 and 256 is). pyo runs in a subprocess (one "
+              "server per process) on its offline server, `Server.start()` timed, which renders the whole "
+              "duration synchronously into a WAV file."]
     for w, sec in res["workloads"].items():
         L += ["", f"### {sec['title']}", ""]
+        if w == "neural":
+            L += ["- **fast:** the `pedal` node with `engine: fast`: per block one numba kernel call per WaveNet "
+                  "layer array (or one for the LSTM) computing the torch model's function from its weights, "
+                  "buffers preallocated (`nodes/neural/fast.py`).",
+                  "- **torch:** the same node with `engine: torch`: the streaming torch modules under "
+                  "`torch.inference_mode()`, one thread, one torch call per operation per block (cached "
+                  "convolution histories, `nodes/neural/streaming.py`).",
+                  "- **diode_clipper / source:** patchlib's DSP nodes (numba kernels), one engine.",
+                  "",
+                  "No pyo here: pyo has no neural models; the NAM figures above are quoted, not measured."]
+            continue
         if w == "voices":
             L += ["- **patchlib:** the patch as a dict through `patchlib.load_patch` and `patchlib.Engine(spec, "
                   "block_size=B).render(frames)`; only `render` is timed, on a fresh engine, after a warm-up "
@@ -783,9 +1182,10 @@ def report(res: dict) -> str:
             L.append(f"- block {bs}: " + ", ".join(parts))
     L += ["", "## How to reproduce", "",
           "```sh",
-          "patchlib bench                      # 30 s per figure, both workloads, blocks 64 and 256, "
+          "patchlib bench                      # 30 s per figure, all workloads, blocks 64 and 256, "
           "writes docs/benchmarks.md",
           "patchlib bench --workloads strings --seconds 5 --output -     # one workload, print only",
+          "patchlib bench --workloads neural --seconds 5 --no-startup --output -   # the neural pedals",
           "patchlib bench --seconds 5 --block-sizes 64,256,1024 --output /tmp/bench.md",
           "```", "",
           "The figures depend on the machine and on its load; compare ratios rather than absolute speeds "

@@ -84,32 +84,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("patch")
     g.add_argument("-o", "--output", required=True, metavar="OUT.png")
 
-    b = sub.add_parser("bench", help="benchmark the engine against pyo and scipy",
+    b = sub.add_parser("bench", help="benchmark the engine against pyo and scipy, and the neural pedals",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=textwrap.dedent("""\
-        Render two reference workloads with patchlib and with pyo (offline server), in one run,
-        at each block size, and print real-time factors (xRT) and the patchlib/pyo ratios:
+        Render reference workloads with patchlib (and with pyo's offline server where it has
+        the same patch), in one run, at each block size, and print real-time factors (xRT):
 
           voices   16 band-limited saws through resonant lowpasses swept by their own LFOs,
-                   mixed (also rendered by hand-written numpy/scipy chains)
+                   mixed (also rendered by hand-written numpy/scipy chains); vs pyo
           strings  8 Karplus-Strong strings (E2 A2 D3 G3 B3 E4 A4 D5, T60 2 s), each plucked
-                   every 0.5 s by score events, mixed
+                   every 0.5 s by score events, mixed; vs pyo
+          neural   a plucked-string riff into a 'pedal' node: the shipped overdrive.pt, NAM's
+                   standard WaveNet and NAM's 3x18 LSTM (.nam files, seeded random weights),
+                   each with engine fast (fused numba) and torch (one torch call per op; at
+                   most 10 s rendered), one thread; and the diode_clipper (oversample 4, 2)
+                   and the riff alone. Per row: xRT, fast/torch, multiply-adds per sample,
+                   GFLOP/s and its share of the one-thread float32 peak measured in the run.
 
         Targets, checked and reported as met / NOT met / n/a: voices patchlib/pyo >= 1.0 at
         block 256 and >= 0.7 at block 64, and faster than scipy; strings patchlib/pyo >= 2.0 at
-        blocks 64 and 256; start-up (import + first block of each patch, warm numba cache)
-        under 2 s. Runs pinned to one core; each figure is the best of --repeats runs. Writes
-        the report (patches, tables, targets, what each engine runs) to docs/benchmarks.md.
+        blocks 64 and 256; neural at block 64, fast engine: overdrive.pt >= 10x real time,
+        standard WaveNet >= 5x, LSTM >= 10x; start-up (import + first block of each DSP
+        patch, warm numba cache) under 2 s. Runs pinned to one core; each figure is the best
+        of --repeats runs. Writes the report (patches, tables, targets, what each engine runs)
+        to docs/benchmarks.md.
 
         examples:
-          patchlib bench                                  # 30 s per figure, a minute or two
+          patchlib bench                                  # 30 s per figure, a few minutes
           patchlib bench --seconds 5 --output -           # quick look, print only
           patchlib bench --workloads strings --block-sizes 64 --seconds 5 --output /tmp/b.md
+          patchlib bench --workloads neural --seconds 5 --no-startup --output -
         """))
     b.add_argument("--seconds", type=float, default=30.0, help="audio seconds per measurement (default 30)")
     b.add_argument("--block-sizes", default="64,256", help="comma-separated (default 64,256)")
-    b.add_argument("--workloads", default="voices,strings",
-                   help="comma-separated, from voices, strings (default both)")
+    b.add_argument("--workloads", default="voices,strings,neural",
+                   help="comma-separated, from voices, strings, neural (default all)")
     b.add_argument("--repeats", type=int, default=2, metavar="N", help="runs per figure, the best counts (default 2)")
     b.add_argument("--output", default="docs/benchmarks.md", help="Markdown report to write ('-' for none)")
     b.add_argument("--no-pyo", action="store_true", help="skip the pyo comparison (its targets become n/a)")

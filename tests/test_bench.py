@@ -1,10 +1,12 @@
-"""Tests of `patchlib bench` (patchlib/bench.py): it runs both workloads, reports, and compares like with like.
+"""Tests of `patchlib bench` (patchlib/bench.py): it runs the workloads, reports, and compares like with like.
 
 No timing assertions here: the speed targets live in docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 
 import numpy as np
 import pytest
@@ -23,7 +25,8 @@ def _rms(y) -> float:
 
 def test_run_reports_both_workloads(tmp_path):
     out = tmp_path / "sub" / "b.md"
-    res = bench.run(seconds=0.3, block_sizes=(256,), output=str(out), repeats=1, quiet=True)
+    res = bench.run(seconds=0.3, block_sizes=(256,), output=str(out), repeats=1, quiet=True,
+                    workloads="voices,strings")  # the neural pedals: test_neural_workload
     assert list(res["workloads"]) == ["voices", "strings"]
     voices, strings = res["workloads"]["voices"]["blocks"][256], res["workloads"]["strings"]["blocks"][256]
     assert res["blocks"][256] is voices  # the old shape still holds the voice bank
@@ -93,9 +96,11 @@ def test_strings_only_without_pyo():
 
 
 def test_unknown_workload_is_an_error():
-    with pytest.raises(ValueError, match="voices, strings"):
+    with pytest.raises(ValueError, match="voices, strings, neural"):
         bench.run(seconds=0.1, output=None, workloads="voices,drums", quiet=True)
     assert bench._workloads("strings, voices") == ("voices", "strings")
+    assert bench._workloads("neural,voices") == ("voices", "neural")
+    assert bench.WORKLOADS == ("voices", "strings", "neural")  # the default run has all three
 
 
 def test_patch_is_the_voice_bank():
@@ -204,5 +209,109 @@ def test_cli_bench_runs_and_rejects_bad_arguments(tmp_path, capsys):
     assert "use voices, strings" in capsys.readouterr().err
     assert cli.main(["bench", "--block-sizes", "64,x", "--output", "-"]) == 2
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["bench"].format_help()
-    for word in ("voices", "strings", "--workloads", "examples:", "patchlib bench --seconds 5"):
+    for word in ("voices", "strings", "neural", "--workloads", "examples:", "patchlib bench --seconds 5",
+                 "--workloads neural"):
         assert word in help_text
+
+
+# ------------------------------------------------------------------ the neural pedals
+def _macs(row):
+    import torch
+
+    from nodes.neural import checkpoint
+    from nodes.neural.lstm import LSTM
+    from nodes.neural.wavenet import WaveNet, wavenet_config
+
+    if row == "nam-wavenet":
+        return WaveNet(**wavenet_config("standard")).macs_per_sample
+    if row == "nam-lstm":
+        return LSTM(1, 18, 3).macs_per_sample
+    with torch.inference_mode():
+        return checkpoint.build(bench.SHIPPED_MODEL, checkpoint.load(bench.SHIPPED_MODEL)).macs_per_sample
+
+
+@pytest.mark.skipif(not os.path.isfile(bench.SHIPPED_MODEL), reason="no shipped model")
+def test_neural_workload(tmp_path):
+    out = tmp_path / "n.md"
+    res = bench.run(seconds=0.2, block_sizes=(64,), output=str(out), repeats=1, startup=False, quiet=True,
+                    workloads="neural")
+    assert list(res["workloads"]) == ["neural"] and res["blocks"] == {} and res["errors"] == {}
+    sec = res["workloads"]["neural"]
+    assert list(sec["rows"]) == list(bench.NEURAL_ROWS)
+    peak = sec["peak"]
+    figures = [peak[k] for k in ("numpy_matmul", "torch_matmul", "numba_fma") if peak[k]]
+    assert figures and peak["best"] == max(figures) > 0
+    for row, info in sec["rows"].items():
+        cell = info["blocks"][64]
+        pedal = row in bench.NEURAL_FILES
+        assert info["engines"] == (["fast", "torch"] if pedal else ["patchlib"])
+        for e in info["engines"]:
+            assert cell["rt"][e] > 0, (row, e)
+            assert cell["rt"][e] == pytest.approx(0.2 / cell["wall"][e])
+            # finite (else an error) and not silent; random weights may give nearly a constant, never exactly
+            assert cell["rms"][e] > 1e-3 and cell["ac_rms"][e] > 1e-5, (row, e)
+        if not pedal:
+            assert info["macs"] is None and cell["gflops"] == {"patchlib": None}
+            continue
+        # the MACs are the models' own count; the fast engine computes the torch model's function
+        assert info["macs"] == _macs(row)
+        assert cell["rms"]["fast"] == pytest.approx(cell["rms"]["torch"], rel=1e-3)
+        assert cell["fast/torch"] == pytest.approx(cell["rt"]["fast"] / cell["rt"]["torch"])
+        for e in ("fast", "torch"):
+            assert cell["gflops"][e] == pytest.approx(2 * info["macs"] * SR * cell["rt"][e] / 1e9)
+            assert cell["peak_pct"][e] == pytest.approx(100 * cell["gflops"][e] / peak["best"])
+    assert sec["rows"]["nam-wavenet"]["macs"] == 13320  # the issue's 13.3k
+    assert sec["rows"]["nam-wavenet"]["arch"] == "WaveNet" and sec["rows"]["nam-lstm"]["arch"] == "LSTM"
+
+    # targets: the fast engine at block 64, each met when its real-time factor reaches the goal
+    assert {t["row"]: t["goal"] for t in res["targets"]} == {"overdrive": 10.0, "nam-wavenet": 5.0, "nam-lstm": 10.0}
+    for t in res["targets"]:
+        assert t["unit"] == "×RT" and t["measured"] == sec["rows"][t["row"]]["blocks"][64]["rt"]["fast"]
+        assert t["met"] is (t["measured"] >= t["goal"])
+    assert res["all_met"] == all(t["met"] for t in res["targets"])
+
+    text = out.read_text(encoding="utf-8")
+    order = [text.index(h) for h in ("## Neural pedals", "## What each engine runs", "## How to reproduce")]
+    assert order == sorted(order) and "## Start-up" not in text and "## Voice bank" not in text
+    assert "| patch | block | MAC/sample | fast ×RT | torch ×RT | fast/torch |" in text
+    assert "| NAM standard WaveNet (`.nam`) | 64 | 13,320 |" in text
+    assert text.count("\n| ") == 1 + 6 + 1 + 3  # the header and six rows; the targets' header and three
+    assert "quoted from the issue, measured elsewhere and not by this run" in text and bench.NAM_REFERENCE in text
+    assert "one-thread float32 peak" in text and "pyo renders whole buffers" not in text
+    for t in res["targets"]:
+        assert t["what"] in text
+
+
+def test_neural_targets_need_block_64_and_a_measurement():
+    def sec(rt):
+        return {"rows": {row: {"blocks": {bs: {"rt": {"fast": rt}} for bs in (64, 256)}}
+                         for row in bench.NEURAL_TARGETS}}
+
+    assert [t["met"] for t in bench._neural_targets(sec(12.0))] == [True, True, True]
+    assert [t["met"] for t in bench._neural_targets(sec(7.0))] == [False, True, False]
+    assert [t["met"] for t in bench._neural_targets(sec(None))] == [None, None, None]  # a row that failed
+    only_256 = {"rows": {row: {"blocks": {256: {"rt": {"fast": 50.0}}}} for row in bench.NEURAL_TARGETS}}
+    assert bench._neural_targets(only_256) == []
+
+
+def test_neural_patches_load_from_the_models_folder(tmp_path):
+    failed = bench.write_neural_models(str(tmp_path))
+    assert list(failed) == ([] if os.path.isfile(bench.SHIPPED_MODEL) else ["overdrive"])
+    rows = [r for r in bench.NEURAL_ROWS if r not in failed]
+    for row in rows:
+        p = bench.neural_patch(row, 64, 2.0, engine="torch")
+        path = tmp_path / f"{row}.yaml"
+        path.write_text(json.dumps(p), encoding="utf-8")
+        spec = load_patch(str(path))
+        fx = p["nodes"].get("fx")
+        assert p["out"] == ("src" if row == "source" else "fx")
+        if row in bench.NEURAL_FILES:
+            assert fx["type"] == "pedal" and fx["engine"] == "torch" and fx["threads"] == 1
+            assert (tmp_path / fx["model"]).is_file()
+        elif row != "source":
+            assert fx == {"type": "diode_clipper", "in": "src", "oversample": int(row[8])}
+        # the riff: a note and a pluck every 0.25 s
+        plucks = [ev["at"] for ev in p["score"] if "trigger" in ev]
+        assert plucks == pytest.approx([0.25 * j for j in range(8)]) and len(spec.score) == 16
+    with pytest.raises(ValueError, match="unknown neural row"):
+        bench.neural_patch("fuzz")
