@@ -180,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--arch", choices=["wavenet", "lstm"], default="wavenet", help="default wavenet")
     m.add_argument("--size", choices=["tiny", "paper", "standard"], default="paper",
                    help="tiny (tests), paper (Damskaegg 2019: 10 gated layers x 16), standard (NAM's); default paper")
+    m.add_argument("--input-gain", action="store_true",
+                   help="WaveNet: add a learnt knob-dependent input gain x * 10**(w . knobs + b) (FiLM on the "
+                        "input; for drive knobs that span tens of dB)")
+    m.add_argument("--hidden", type=int, metavar="N", help="LSTM: hidden size (default: the size's: 8, 32, 24)")
+    sk = m.add_mutually_exclusive_group()
+    sk.add_argument("--skip", dest="skip", action="store_true", default=None,
+                    help="LSTM: add the dry input to the output (Wright et al.; the sizes' default)")
+    sk.add_argument("--no-skip", dest="skip", action="store_false",
+                    help="LSTM: no dry skip (better for pedals whose tone filter removes what the dry signal has)")
     m.add_argument("--steps", type=int, default=2000, metavar="N", help="optimiser steps (default 2000)")
     m.add_argument("--batch", type=int, default=8, metavar="N", help="segments per step (default 8)")
     m.add_argument("--segment", type=int, default=8192, metavar="N",
@@ -320,6 +329,7 @@ def cmd_train(a) -> int:
         return 2
     cfg = TrainConfig(output=a.output, manifest=a.manifest, make_data=a.make_data, data_seconds=a.data_seconds,
                       data_seed=a.data_seed, dry=a.dry, wet=a.wet, pairs=pairs, arch=a.arch, size=a.size,
+                      input_gain=a.input_gain, hidden=a.hidden, skip=a.skip,
                       steps=a.steps, batch=a.batch, segment=a.segment, lr=a.lr, lr_final=a.lr_final,
                       stft_weight=a.stft_weight, eval_every=a.eval_every, patience=a.patience,
                       max_minutes=a.max_minutes,

@@ -96,6 +96,28 @@ def test_fast_wavenet_equals_torch_at_every_block_size(name, knobs):
         np.testing.assert_array_equal(_stream(fm, cond, block), got)  # reset repeats exactly
 
 
+@pytest.mark.parametrize("name", ["tiny", "gated"])
+def test_input_gain_wavenet_fast_equals_torch(name):
+    """The learnt input gain x * 10 ** (w . knobs + b), per sample, in both engines and at every block size."""
+    cfg = dict(_configs(2)[name], input_gain=True)
+    m = _random_wavenet(cfg, seed=5)
+    with torch.no_grad():  # a gain that swings over about 30 dB as the knobs sweep
+        m._input_gain.weight.copy_(torch.tensor([[[1.1], [-0.4]]]))
+        m._input_gain.bias.fill_(-0.5)
+    cond = _cond(3, 1500)
+    want = _offline(WaveNet, cfg, m.state_dict(), cond)
+    plain = cfg.copy()
+    plain.pop("input_gain")
+    state = {k: v for k, v in m.state_dict().items() if not k.startswith("_input_gain")}
+    assert np.max(np.abs(want - _offline(WaveNet, plain, state, cond))) > 1e-2  # the gain matters
+    scaled = cond.copy()
+    scaled[0] *= 10.0 ** (1.1 * cond[1] - 0.4 * cond[2] - 0.5)
+    np.testing.assert_allclose(want, _offline(WaveNet, plain, state, scaled), atol=1e-5)  # and is that product
+    for block in BLOCKS:
+        got = _stream(fast.FastWaveNet(m, block, slack=37), cond, block)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{name} block {block}")
+
+
 def test_knob_rows_matter_in_the_fast_engine():
     cfg = _configs(2)["gated"]
     m = _random_wavenet(cfg, seed=1)

@@ -292,6 +292,14 @@ class FastWaveNet:
             arr["xout"] = np.zeros((C, B), _F)
             arr["hout"] = np.zeros((arr["H"], B), _F)
         self.macs_per_sample = int(model.macs_per_sample)
+        self.gain_w = self.gain_b = None
+        if model._input_gain is not None:  # the learnt input gain: x * 10 ** (w . knobs + b), on a scratch copy
+            from .wavenet import INPUT_GAIN_SCALE
+
+            self.gain_w = np.ascontiguousarray(_np(model._input_gain.weight)[0, :, 0] * _F(INPUT_GAIN_SCALE))
+            self.gain_b = _F(float(model._input_gain.bias[0]) * INPUT_GAIN_SCALE)
+            self.scaled = np.zeros((self.condition_size, B), _F)
+            self.g = np.zeros(B, _F)
         self.reset()
 
     def reset(self) -> None:
@@ -309,6 +317,15 @@ class FastWaveNet:
             for arr in self.arrays:
                 _shift_history(arr["hist"], w, arr["pads"], self.pad_max)
             w = self.pad_max
+        if self.gain_w is not None:
+            c, g = self.scaled, self.g[:n]
+            g[:] = self.gain_b
+            for k, wk in enumerate(self.gain_w):
+                g += wk * cond[1 + k, :n]
+            np.exp(g, out=g)
+            np.multiply(cond[0, :n], g, out=c[0, :n])
+            c[1:, :n] = cond[1:, :n]
+            cond = c
         xin, head_in, has = cond, cond, False
         for arr in self.arrays:
             _wavenet_array(n, w, xin, cond, arr["R"], arr["Wc"], arr["bc"], arr["M"], arr["W1"], arr["b1"],

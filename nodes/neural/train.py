@@ -62,6 +62,9 @@ class TrainConfig:
     pairs: list = dataclasses.field(default_factory=list)  # [(dry, wet, {knob: value}, set)]
     arch: str = "wavenet"
     size: str = "paper"
+    input_gain: bool = False
+    hidden: int | None = None  # LSTM: hidden size (None: the size's)
+    skip: bool | None = None  # LSTM: add the dry input to the output (None: the size's)
     steps: int = 2000
     batch: int = 8
     segment: int = 8192
@@ -95,7 +98,12 @@ class TrainConfig:
         for d, w, k, s in self.pairs:
             opt = "--heldout-pair" if s == "heldout" else "--pair"
             parts += [opt, q(d), q(w)] + ([",".join(f"{n}={v:g}" for n, v in k.items())] if k else [])
-        parts += ["--arch", self.arch, "--size", self.size, "--steps", str(self.steps), "--batch", str(self.batch),
+        parts += ["--arch", self.arch, "--size", self.size] + (["--input-gain"] if self.input_gain else [])
+        if self.hidden is not None:
+            parts += ["--hidden", str(self.hidden)]
+        if self.skip is not None:
+            parts += ["--skip" if self.skip else "--no-skip"]
+        parts += ["--steps", str(self.steps), "--batch", str(self.batch),
                   "--segment", str(self.segment), "--lr", f"{self.lr:g}", "--lr-final", f"{self.lr_final:g}",
                   "--stft-weight", f"{self.stft_weight:g}", "--eval-every", str(self.eval_every),
                   "--patience", str(self.patience), "--val-fraction", f"{self.val_fraction:g}",
@@ -252,21 +260,38 @@ def load_data(cfg: TrainConfig, log=print):
 
 
 # ------------------------------------------------------------------ model and loss
-def build_model(arch: str, size: str, knobs: int):
-    """``(model, config)``: a fresh offline model of the named size with ``knobs`` conditioning rows."""
+def build_model(arch: str, size: str, knobs: int, input_gain: bool = False, hidden: int | None = None,
+                skip: bool | None = None):
+    """``(model, config)``: a fresh offline model of the named size with ``knobs`` conditioning rows
+    (``input_gain``: a WaveNet with the learnt knob-dependent input gain; ``hidden``, ``skip``: override
+    an LSTM size's hidden size and dry skip)."""
     if arch == "wavenet":
         from .wavenet import PRESETS, WaveNet, wavenet_config
 
         if size not in PRESETS:
             raise ValueError(f"unknown size {size!r}; known: {', '.join(PRESETS)}")
         cfg = wavenet_config(size, knobs=knobs)
+        if hidden is not None or skip is not None:
+            raise ValueError("--hidden and --skip/--no-skip are LSTM options")
+        if input_gain:
+            if not knobs:
+                raise ValueError("--input-gain needs knobs (pairs at several knob settings)")
+            cfg["input_gain"] = True
         return WaveNet(**cfg), cfg
     if arch == "lstm":
         from .lstm import LSTM
 
+        if input_gain:
+            raise ValueError("--input-gain is a WaveNet option")
         if size not in LSTM_SIZES:
             raise ValueError(f"unknown size {size!r}; known: {', '.join(LSTM_SIZES)}")
         cfg = dict(LSTM_SIZES[size], input_size=1 + knobs)
+        if hidden is not None:
+            if hidden < 1:
+                raise ValueError(f"--hidden must be >= 1, got {hidden}")
+            cfg["hidden_size"] = int(hidden)
+        if skip is not None:
+            cfg["skip"] = bool(skip)
         return LSTM(**cfg), cfg
     raise ValueError(f"unknown architecture {arch!r}; known: wavenet, lstm")
 
@@ -404,7 +429,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     sr = data["sample_rate"]
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model, mcfg = build_model(cfg.arch, cfg.size, len(knobs))
+    model, mcfg = build_model(cfg.arch, cfg.size, len(knobs), cfg.input_gain, cfg.hidden, cfg.skip)
     model.to(device)
     rf = model.receptive_field
     warm = max(1, (rf - 1) if rf is not None else LSTM_WARMUP)

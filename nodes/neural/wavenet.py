@@ -19,6 +19,11 @@ model's ``head_scale``):
 * the conditioning ``c`` is the input audio (as in NAM) plus one row per
   knob, so ``condition_size = 1 + knobs``: every layer sees the knob values
   sample by sample through its input mixer, and a swept knob is smooth.
+* optional (``input_gain: true``, patchlib's own, not in NAM): a learnt
+  knob-dependent input gain, FiLM on the input, ``x <- x * 10 ** (w . knobs + b)``
+  per sample. A drive knob scales the signal into the clipping stage over
+  tens of dB; additive conditioning can only approximate that product, this
+  one weight row makes it exact (``w``, ``b`` start at 0: gain 1).
 
 Receptive field: ``1 + sum over layers of (kernel - 1) * dilation``
 (4093 samples for NAM's standard model); latency 0 (causal).
@@ -36,6 +41,11 @@ from .streaming import CausalConv1d, StreamingModel, compose_receptive_field
 ACTIVATIONS = {"Tanh": torch.tanh, "ReLU": F.relu, "Hardtanh": F.hardtanh, "Sigmoid": torch.sigmoid}
 
 _DIL = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+#: the input gain is ``exp(INPUT_GAIN_SCALE * (w . knobs + b))``: its weights count in units of 20 dB
+#: (ln 10 nepers), so that Adam, whose steps are about ``lr`` whatever the gradient, moves a drive knob's
+#: span of tens of dB in hundreds of steps rather than thousands
+INPUT_GAIN_SCALE = 2.302585092994046
 
 #: named sizes; ``condition_size`` is 1 (audio) here: the model adds one per knob
 PRESETS = {
@@ -136,9 +146,10 @@ class WaveNet(StreamingModel):
         head: NAM's optional post-head (``None`` in every released NAM WaveNet);
             accepted so a NAM config passes through, and refused when set.
         streaming: keep each conv's past input between calls.
+        input_gain: add the learnt knob-dependent input gain (see the module docstring).
     """
 
-    def __init__(self, layers, head_scale=1.0, head=None, streaming=False):
+    def __init__(self, layers, head_scale=1.0, head=None, streaming=False, input_gain=False):
         super().__init__()
         if head is not None:
             raise ValueError("a WaveNet 'head' block is not supported (NAM's standard models have none)")
@@ -146,6 +157,13 @@ class WaveNet(StreamingModel):
         self._layers = nn.ModuleList(_LayerArray(**la, streaming=streaming) for la in layers)
         self.register_buffer("_head_scale", torch.tensor(float(head_scale)))
         self.condition_size = layers[0]["condition_size"]
+        self._input_gain = None
+        if input_gain:
+            if self.condition_size < 2:
+                raise ValueError("input_gain needs at least one knob (condition_size >= 2)")
+            self._input_gain = nn.Conv1d(self.condition_size - 1, 1, 1, bias=True)
+            nn.init.zeros_(self._input_gain.weight)
+            nn.init.zeros_(self._input_gain.bias)
 
     @property
     def receptive_field(self) -> int:
@@ -159,9 +177,14 @@ class WaveNet(StreamingModel):
             total += la._rechannel.weight.numel() + la._head_rechannel.weight.numel()
             for layer in la._layers:
                 total += sum(m.weight.numel() for m in (layer._conv, layer._input_mixer, layer._1x1))
+        if self._input_gain is not None:
+            total += self._input_gain.weight.numel() + 1
         return total
 
     def forward(self, cond):
+        if self._input_gain is not None:
+            x = cond[:, :1] * torch.exp(INPUT_GAIN_SCALE * self._input_gain(cond[:, 1:]))
+            cond = torch.cat([x, cond[:, 1:]], dim=1)
         x = cond[:, :1]
         y, head = x, None
         for la in self._layers:
