@@ -41,6 +41,13 @@ def test_manifest_matches_the_files(dataset):
         assert hashlib.sha256((out / p["wet"]).read_bytes()).hexdigest() == p["sha256"]
         assert p["wet"] == pedal_data._name(p["knobs"]["gain"], p["knobs"]["tone"])
     assert m["frames"] == int(SECONDS * 48000)
+    # a model may be played over the grid's span, and every held-out setting lies inside it, off the grid
+    for i, knob in enumerate(("gain", "tone")):
+        vals = [s[i] for s in pedal_data.GRID]
+        assert m["knobs"][knob] == [min(vals), max(vals)]
+        for s in pedal_data.HELD_OUT:
+            assert min(vals) < s[i] < max(vals)
+    assert not set(pedal_data.HELD_OUT) & set(pedal_data.GRID)
     tr, va = m["split"]["train"], m["split"]["validation"]
     assert tr[0] == 0 and tr[1] == va[0] and va[1] == m["frames"] and va[1] - va[0] > 0.15 * m["frames"]
     # each part of the time split holds every kind of material

@@ -105,7 +105,8 @@ def test_saved_checkpoint_plays_in_a_patch_like_the_validation_output(tanh_run):
     assert got == pytest.approx(res["esr"], rel=0.05, abs=1e-3)
 
 
-def test_knobs_condition_the_model_and_held_out_settings_are_scored(tmp_path):
+@pytest.mark.parametrize("input_gain", [False, True])
+def test_knobs_condition_the_model_and_held_out_settings_are_scored(tmp_path, input_gain):
     dry = synth_dry(3.0, seed=1)
     write_wav(tmp_path / "dry.wav", dry, SR)
     pairs = []
@@ -113,8 +114,10 @@ def test_knobs_condition_the_model_and_held_out_settings_are_scored(tmp_path):
         name = f"wet{drive}.wav"
         write_wav(tmp_path / name, np.tanh((1.0 + 2.0 * drive) * dry), SR)
         pairs.append((str(tmp_path / "dry.wav"), str(tmp_path / name), {"drive": drive}, s))
-    res = tr.train(_cfg(tmp_path, pairs=pairs, steps=250), log=lambda *a: None)
+    res = tr.train(_cfg(tmp_path, pairs=pairs, steps=250, input_gain=input_gain), log=lambda *a: None)
     data = checkpoint.load(res["output"])
+    assert data["config"].get("input_gain", False) is input_gain
+    assert ("--input-gain" in data["train_command"]) is input_gain
     assert [k["name"] for k in data["knobs"]] == ["drive"] and data["knobs"][0]["range"] == [0.0, 1.0]
     assert res["per_pair"]["wet0.5.wav"]["set"] == "heldout"
     assert data["validation"]["esr_heldout"] == pytest.approx(res["esr_heldout"], rel=1e-4)
@@ -202,7 +205,11 @@ def test_make_data_end_to_end_from_the_cli(tmp_path, capsys):
     assert [k["name"] for k in data["knobs"]] == ["gain", "tone"]  # level is fixed in the data: not a knob
     assert v["fixed_knobs"] == {"level": 1.0}
     assert np.isfinite(v["esr"]) and np.isfinite(v["esr_heldout"])
-    assert sum(p["set"] == "heldout" for p in v["per_pair"].values()) == 2
+    from nodes.dsp import pedal_data
+
+    assert sum(p["set"] == "heldout" for p in v["per_pair"].values()) == len(pedal_data.HELD_OUT)
+    # the model's knobs span the grid it was trained on (and no further)
+    assert [k["range"] for k in data["knobs"]] == [[0.25, 0.7], [0.2, 0.8]]
     assert os.path.isfile(tmp_path / "data" / "manifest.json") and os.path.isfile(out.with_suffix(".png"))
     # the recorded command parses back to the same run
     argv = shlex.split(data["train_command"])
@@ -230,3 +237,22 @@ def test_chunked_prediction_equals_one_pass():
     x = synth_dry(0.2, seed=7)
     one = tr.predict(model.eval(), x, np.array([0.3], np.float32), chunk=1 << 20)
     np.testing.assert_allclose(tr.predict(model, x, np.array([0.3], np.float32), chunk=700), one, atol=1e-6)
+
+
+def test_lstm_hidden_size_and_skip_can_be_chosen():
+    model, cfg = tr.build_model("lstm", "paper", knobs=2, hidden=12, skip=False)
+    assert cfg == {"hidden_size": 12, "num_layers": 1, "skip": False, "input_size": 3}
+    assert model._core.hidden_size == 12 and model.skip is False
+    assert tr.build_model("lstm", "paper", knobs=0)[1]["skip"] is True  # the size's default
+    with pytest.raises(ValueError, match="LSTM options"):
+        tr.build_model("wavenet", "tiny", knobs=0, hidden=8)
+    with pytest.raises(ValueError, match="WaveNet option"):
+        tr.build_model("lstm", "tiny", knobs=1, input_gain=True)
+    with pytest.raises(ValueError, match="needs knobs"):
+        tr.build_model("wavenet", "tiny", knobs=0, input_gain=True)
+    cmd = tr.TrainConfig(output="m.pt", dry="d.wav", wet="w.wav", arch="lstm", hidden=12, skip=False).command()
+    assert "--hidden 12 --no-skip" in cmd
+    a = cli.build_parser().parse_args(["train", "pedal", "-o", "m.pt", "--dry", "d.wav", "--wet", "w.wav", "--arch", "lstm",
+                                       "--hidden", "12", "--no-skip"])
+    assert a.hidden == 12 and a.skip is False
+    assert cli.build_parser().parse_args(["train", "pedal", "-o", "m.pt", "--dry", "d.wav", "--wet", "w.wav"]).skip is None

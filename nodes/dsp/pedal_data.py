@@ -11,7 +11,7 @@ grid of knob settings (``GRID``), plus held-out settings never in the grid
 Layout of ``out_dir``::
 
     dry.wav                         the dry signal (mono, float32 by default)
-    wet_gain0.20_tone0.30.wav ...   one target per knob setting, sample-aligned with dry.wav
+    wet_gain0.25_tone0.2.wav ...    one target per knob setting, sample-aligned with dry.wav
     manifest.json                   pairs, knobs, sample rate, seed, splits, segments, checksums, command
 
 The clipper's ``latency`` is compensated (the wet files are advanced by it),
@@ -37,8 +37,8 @@ import sys
 import numpy as np
 
 #: knob settings of the training grid and the held-out ones (level fixed at LEVEL)
-GRID = [(g, t) for g in (0.2, 0.5, 0.8) for t in (0.3, 0.7)]
-HELD_OUT = [(0.35, 0.5), (0.65, 0.5)]
+GRID = [(g, t) for g in (0.25, 0.4, 0.55, 0.7) for t in (0.2, 0.5, 0.8)]
+HELD_OUT = [(0.325, 0.35), (0.475, 0.65), (0.625, 0.35)]
 LEVEL = 1.0
 #: fraction of the frames (at the end) kept for validation
 VALIDATION = 0.2
@@ -219,10 +219,11 @@ def write_wav(path, audio, sample_rate, subtype="FLOAT"):
 
 
 def _name(gain, tone):
-    return f"wet_gain{gain:.2f}_tone{tone:.2f}.wav"
+    return f"wet_gain{gain:g}_tone{tone:g}.wav"
 
 
-def make_dataset(out_dir, seconds=40.0, sample_rate=48000, seed=0, subtype="FLOAT", command=None):
+def make_dataset(out_dir, seconds=40.0, sample_rate=48000, seed=0, subtype="FLOAT", command=None,
+                 grid=None, heldout=None):
     """Render the dry signal and every knob setting's target into ``out_dir``; returns the manifest dict.
 
     Args:
@@ -232,13 +233,22 @@ def make_dataset(out_dir, seconds=40.0, sample_rate=48000, seed=0, subtype="FLOA
         seed: everything random (notes, levels, noise) follows from it: same seed, same bytes.
         subtype: soundfile subtype of the WAVs: ``FLOAT`` (32-bit float) or ``PCM_24``.
         command: recorded in the manifest (default: a ``python -m nodes.dsp.pedal_data`` line).
+        grid, heldout: ``[(gain, tone), ...]`` knob settings to train on and to hold out
+            (default :data:`GRID`, :data:`HELD_OUT`).
     """
+    grid = GRID if grid is None else [tuple(map(float, s)) for s in grid]
+    heldout = HELD_OUT if heldout is None else [tuple(map(float, s)) for s in heldout]
+    for g, t in heldout:
+        if not (min(s[0] for s in grid) <= g <= max(s[0] for s in grid)
+                and min(s[1] for s in grid) <= t <= max(s[1] for s in grid)):
+            raise ValueError(f"held-out setting gain {g:g}, tone {t:g} lies outside the grid's span: it would "
+                             "measure extrapolation, not interpolation")
     os.makedirs(out_dir, exist_ok=True)
     dry, segments, n_train = make_dry(seconds, sample_rate, seed)
     write_wav(os.path.join(out_dir, "dry.wav"), dry, sample_rate, subtype)
     pairs = []
     latency = 0
-    for group, settings in (("grid", GRID), ("heldout", HELD_OUT)):
+    for group, settings in (("grid", grid), ("heldout", heldout)):
         for gain, tone in settings:
             wet, latency = render_wet(dry, gain, tone, LEVEL, sample_rate)
             name = _name(gain, tone)
@@ -261,9 +271,12 @@ def make_dataset(out_dir, seconds=40.0, sample_rate=48000, seed=0, subtype="FLOA
         "subtype": subtype,
         "reference": {"type": "diode_clipper", "oversample": 4, "latency_compensated": int(latency),
                       "doc": "wet[i] is the clipper's response to dry[..i]: dry and wet are aligned"},
-        "knobs": {"gain": [0.0, 1.0], "tone": [0.0, 1.0], "level": [0.0, 1.0]},
-        "grid": [{"gain": g, "tone": t, "level": LEVEL} for g, t in GRID],
-        "heldout": [{"gain": g, "tone": t, "level": LEVEL} for g, t in HELD_OUT],
+        # the range a model trained on this data may be played in: the grid's span (it interpolates
+        # between the settings it saw; outside them it would extrapolate, which nobody measured)
+        "knobs": {"gain": [min(g for g, _ in grid), max(g for g, _ in grid)],
+                  "tone": [min(t for _, t in grid), max(t for _, t in grid)], "level": [0.0, 1.0]},
+        "grid": [{"gain": g, "tone": t, "level": LEVEL} for g, t in grid],
+        "heldout": [{"gain": g, "tone": t, "level": LEVEL} for g, t in heldout],
         "split": {"train": [0, int(n_train)], "validation": [int(n_train), int(dry.size)]},
         "dry": {"file": "dry.wav", "peak": round(float(np.max(np.abs(dry))), 6),
                 "sha256": _sha256(os.path.join(out_dir, "dry.wav"))},
