@@ -1,6 +1,6 @@
 """The models shipped in patches/models/, measured on audio they never saw.
 
-``overdrive.pt`` is a WaveNet trained by ``patchlib train pedal`` on the
+``overdrive.pt`` is an LSTM trained by ``patchlib train pedal`` on the
 virtual-analog ``diode_clipper`` (the command is stored in the checkpoint).
 Here it plays, through the ``pedal`` node in a patch, a dry signal rendered
 with another seed than its training data, at the training grid's knob
@@ -50,7 +50,10 @@ def test_checkpoint_says_what_made_it(monkeypatch):
 @pytest.mark.parametrize("group", ["grid", "heldout"])
 def test_overdrive_matches_the_clipper_on_unseen_audio(dry, group, monkeypatch):
     monkeypatch.chdir(ROOT)
-    settings = pedal_data.GRID if group == "grid" else pedal_data.HELD_OUT
+    # the knob settings the model was trained on and held out from, as its checkpoint records them
+    per_pair = checkpoint.header(MODEL)["validation"]["per_pair"].values()
+    settings = [(p["knobs"]["gain"], p["knobs"]["tone"]) for p in per_pair if p["set"] == group]
+    assert len(settings) >= (9 if group == "grid" else 3)
     scores = []
     for gain, tone in settings:
         wet, _ = pedal_data.render_wet(dry, gain, tone, pedal_data.LEVEL, SR)
@@ -60,8 +63,32 @@ def test_overdrive_matches_the_clipper_on_unseen_audio(dry, group, monkeypatch):
     assert max(scores) < BOUND[group], scores
 
 
-# Measured on this unseen audio when the model was shipped: grid 0.013..0.028,
-# held-out 0.070..0.088. The bounds leave a little room; the issue's targets
-# (0.01 on trained knobs, 0.03 held out) are NOT met yet by this CPU-trained
-# model (patches/models/README.md).
-BOUND = {"grid": 0.04, "heldout": 0.12}
+# The issue's targets (validation ESR <= 0.01 at the trained knob settings, <= 0.03 at held-out ones),
+# asked here of every single setting on audio the model never saw. Measured when the model was shipped
+# (an LSTM, 32 hidden, no skip; patches/models/README.md): grid 0.0001..0.0027, held-out 0.0006..0.0008.
+BOUND = {"grid": 0.01, "heldout": 0.03}
+
+
+def test_recorded_validation_meets_the_targets(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    v = checkpoint.header(MODEL)["validation"]
+    assert v["esr"] <= BOUND["grid"] and v["esr_heldout"] <= BOUND["heldout"], v
+    assert all(p["esr"] <= BOUND[p["set"]] for p in v["per_pair"].values())
+
+
+def test_the_neural_patch_sounds_like_the_clipper_patch_while_its_gain_is_swept(monkeypatch):
+    """patches/fx-neural-overdrive.yaml and fx-diode-clipper.yaml play one riff with one LFO sweeping gain
+    over the model's whole range: the model follows the clipper through every knob value in between."""
+    monkeypatch.chdir(ROOT)
+    out = {}
+    for name in ("fx-neural-overdrive", "fx-diode-clipper"):
+        e = patchlib.Engine(patchlib.load_patch(os.path.join("patches", f"{name}.yaml")))
+        out[name] = (e.render(int(8.0 * e.sample_rate))[0].astype(np.float64), e)
+    y, _ = out["fx-neural-overdrive"]
+    ref, clipper = out["fx-diode-clipper"]
+    lat = int(clipper.nodes["pedal"].latency)  # the clipper's oversampling filters delay it; the model is causal
+    assert lat > 0
+    score = float(esr(ref[lat:], y[:y.size - lat]))
+    print("swept-gain ESR", round(score, 5))
+    assert score < BOUND["grid"]
+    assert float(esr(ref, y)) > 10 * score  # unaligned they differ: the comparison can fail

@@ -20,8 +20,18 @@ Pipeline:
   ``segment`` scored samples after a warm-up of the receptive field (not
   scored), batched; Adam with exponential learning-rate decay, early
   stopping on the validation ESR (the best weights are kept).
+* **knobs**: each knob enters the model normalised to 0..1 over its range
+  (the manifest's, which for ``pedal_data`` is the grid's span; 0..1 for
+  pairs given on the command line), so the conditioning uses its whole
+  scale. A WaveNet may add a learnt knob-dependent input gain
+  (``--input-gain``, FiLM on the input: a drive knob spanning tens of dB is
+  a product an additive conditioning row can only approximate). An LSTM may
+  drop Wright's dry skip (``--no-skip``): with a tone filter after the
+  clipping, the skip adds back the highs the pedal removes, and the network
+  must learn to cancel them (on the diode clipper it trains about twice as
+  slowly with the skip).
 * **output**: a checkpoint (:mod:`.checkpoint`) with the architecture, the
-  sample rate, the knobs (range 0..1 as in the manifest), the validation
+  sample rate, the knobs (with their ranges), the validation
   ESRs (trained and held-out knob settings) and the command that trained it;
   a PNG of target vs prediction (waveform excerpt and spectra).
 
