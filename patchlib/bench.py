@@ -41,7 +41,8 @@ sample, mixed with a gain of 1/8 each. Two engines render it:
 **The neural pedals** (``neural``) are whole patches too (:func:`neural_patch`):
 one ``string`` plucked every 0.25 s through a riff (E2 G2 A2 E2 D3 C3 A2 G2)
 into one node, per row: nothing (the dry source's own cost), the ``pedal``
-node with the shipped ``patches/models/overdrive.pt``, with NAM's standard
+node with each shipped model (``patches/models/overdrive.pt``, an LSTM, and
+``overdrive-wavenet.pt``), with NAM's standard
 WaveNet and with NAM's default LSTM (3 layers x 18; both written by
 :func:`write_neural_models` as ``.nam`` files with seeded random weights into
 a temporary folder, the patches' folder), and the virtual-analog
@@ -408,21 +409,23 @@ _TIMERS = {"patchlib": _time_patchlib, "pyo": _time_pyo, "scipy": _time_scipy}
 
 # --------------------------------------------------------------------- the neural pedals
 #: the neural workload's rows, in report order: the dry source alone, three models, the VA clipper
-NEURAL_ROWS = ("source", "overdrive", "nam-wavenet", "nam-lstm", "clipper-4x", "clipper-2x")
+NEURAL_ROWS = ("source", "overdrive", "overdrive-wavenet", "nam-wavenet", "nam-lstm", "clipper-4x", "clipper-2x")
 NEURAL_LABELS = {
     "source": "dry source alone (plucked-string riff)",
-    "overdrive": "shipped `overdrive.pt`",
+    "overdrive": "shipped `overdrive.pt` (LSTM)",
+    "overdrive-wavenet": "shipped `overdrive-wavenet.pt`",
     "nam-wavenet": "NAM standard WaveNet (`.nam`)",
     "nam-lstm": "NAM LSTM 3×18 (`.nam`)",
     "clipper-4x": "`diode_clipper`, oversample 4",
     "clipper-2x": "`diode_clipper`, oversample 2",
 }
 #: the model file of each pedal row, in the patch's (temporary) folder
-NEURAL_FILES = {"overdrive": "overdrive.pt", "nam-wavenet": "nam-wavenet-standard.nam", "nam-lstm": "nam-lstm-3x18.nam"}
+NEURAL_FILES = {"overdrive": "overdrive.pt", "overdrive-wavenet": "overdrive-wavenet.pt",
+                "nam-wavenet": "nam-wavenet-standard.nam", "nam-lstm": "nam-lstm-3x18.nam"}
 #: NAM's default LSTM (neural-amp-modeler, nam_full_configs/models/lstm.json)
 NAM_LSTM = {"num_layers": 3, "hidden_size": 18}
 #: targets: the fast engine's real-time factor at block NEURAL_TARGET_BLOCK, per pedal row
-NEURAL_TARGETS = {"overdrive": 10.0, "nam-wavenet": 5.0, "nam-lstm": 10.0}
+NEURAL_TARGETS = {"overdrive": 10.0, "overdrive-wavenet": 10.0, "nam-wavenet": 5.0, "nam-lstm": 10.0}
 NEURAL_TARGET_BLOCK = 64
 #: the engines of the pedal rows (the DSP rows run one: "patchlib")
 NEURAL_ENGINES = ("fast", "torch")
@@ -432,9 +435,9 @@ TORCH_SECONDS = 10.0
 RIFF = ("E2", "G2", "A2", "E2", "D3", "C3", "A2", "G2")
 RIFF_STEP = 0.25
 RIFF_DECAY = 1.0  # T60, s
-#: the shipped model
-SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patches", "models",
-                             "overdrive.pt")
+#: the shipped models (rows of the workload), in patches/models
+_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patches", "models")
+SHIPPED_MODELS = {row: os.path.join(_MODELS_DIR, NEURAL_FILES[row]) for row in ("overdrive", "overdrive-wavenet")}
 #: the issue's reference figures (measured elsewhere, not by this run)
 NAM_REFERENCE = (
     "NAM's own Python package (0.13, no streaming API), one thread, on the machine the issue was written on: "
@@ -489,10 +492,11 @@ def write_neural_models(folder: str) -> dict[str, str]:
     from nodes.neural.wavenet import WaveNet, wavenet_config
 
     failed = {}
-    if os.path.isfile(SHIPPED_MODEL):
-        shutil.copy(SHIPPED_MODEL, os.path.join(folder, NEURAL_FILES["overdrive"]))
-    else:
-        failed["overdrive"] = f"no shipped model at {SHIPPED_MODEL}"
+    for row, path in SHIPPED_MODELS.items():
+        if os.path.isfile(path):
+            shutil.copy(path, os.path.join(folder, NEURAL_FILES[row]))
+        else:
+            failed[row] = f"no shipped model at {path}"
     torch.manual_seed(0)
     save_nam(os.path.join(folder, NEURAL_FILES["nam-wavenet"]), WaveNet(**wavenet_config("standard")))
     torch.manual_seed(1)
@@ -1022,8 +1026,8 @@ def _neural_text(res: dict, sec: dict) -> list[str]:
          f"weights (`torch.manual_seed`): the standard WaveNet (`wavenet_config(\"standard\")`) and NAM's default "
          f"LSTM ({NAM_LSTM['num_layers']} layers × {NAM_LSTM['hidden_size']} hidden, "
          "`nam_full_configs/models/lstm.json`); speed does not depend on the weights' values, but the output "
-         "of random weights is no sound to listen to. The shipped model is `patches/models/overdrive.pt` at its "
-         f"default knobs. The torch engine renders min({res['seconds']:g}, {TORCH_SECONDS:g}) s (its rate is what "
+         "of random weights is no sound to listen to. The shipped models are `patches/models/overdrive.pt` (an "
+         "LSTM) and `overdrive-wavenet.pt`, at their default knobs. The torch engine renders min({res['seconds']:g}, {TORCH_SECONDS:g}) s (its rate is what "
          "counts). Nothing is subtracted: the figures include the source and the engine's per-block work; the "
          "source alone is the first row.", "",
          "MAC/sample: the model's multiply-adds per output sample (`macs_per_sample`: convolutions, mixers, "
