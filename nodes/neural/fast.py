@@ -297,7 +297,7 @@ class FastWaveNet:
             from .wavenet import INPUT_GAIN_SCALE
 
             self.gain_w = np.ascontiguousarray(_np(model._input_gain.weight)[0, :, 0] * _F(INPUT_GAIN_SCALE))
-            self.gain_b = _F(float(model._input_gain.bias[0]) * INPUT_GAIN_SCALE)
+            self.gain_b = _F(float(_np(model._input_gain.bias)[0]) * INPUT_GAIN_SCALE)
             self.scaled = np.zeros((self.condition_size, B), _F)
             self.g = np.zeros(B, _F)
         self.reset()
