@@ -1027,7 +1027,8 @@ def _neural_text(res: dict, sec: dict) -> list[str]:
          f"LSTM ({NAM_LSTM['num_layers']} layers × {NAM_LSTM['hidden_size']} hidden, "
          "`nam_full_configs/models/lstm.json`); speed does not depend on the weights' values, but the output "
          "of random weights is no sound to listen to. The shipped models are `patches/models/overdrive.pt` (an "
-         "LSTM) and `overdrive-wavenet.pt`, at their default knobs. The torch engine renders min({res['seconds']:g}, {TORCH_SECONDS:g}) s (its rate is what "
+         "LSTM) and `overdrive-wavenet.pt`, at their default knobs. "
+         f"The torch engine renders min({res['seconds']:g}, {TORCH_SECONDS:g}) s (its rate is what "
          "counts). Nothing is subtracted: the figures include the source and the engine's per-block work; the "
          "source alone is the first row.", "",
          "MAC/sample: the model's multiply-adds per output sample (`macs_per_sample`: convolutions, mixers, "

@@ -280,6 +280,8 @@ def test_neural_workload(tmp_path):
     assert text.count("\n| ") == 1 + 7 + 1 + 4  # the header and seven rows; the targets' header and four
     assert "quoted from the issue, measured elsewhere and not by this run" in text and bench.NAM_REFERENCE in text
     assert "one-thread float32 peak" in text and "pyo renders whole buffers" not in text
+    assert "{" not in text and "}" not in text  # every placeholder was filled in
+    assert f"renders min(0.2, {bench.TORCH_SECONDS:g}) s" in text
     for t in res["targets"]:
         assert t["what"] in text
 
