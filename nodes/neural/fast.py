@@ -234,6 +234,18 @@ def _wavenet_array(n, w, xin, cond, R, Wc, bc, M, W1, b1, Hr, hb, dil, gated, ac
                 dst[t] += wv * src[t]
 
 
+@numba.njit(**_JIT)
+def _input_gain(n, cond, w, b, out):
+    """``out[:, :n]`` = ``cond`` with its audio row times ``exp(b + w . knob rows)`` (``w``, ``b`` in nepers)."""
+    for t in range(n):
+        e = b
+        for k in range(w.size):
+            e += w[k] * cond[1 + k, t]
+        out[0, t] = cond[0, t] * np.exp(e)
+        for k in range(w.size):
+            out[1 + k, t] = cond[1 + k, t]
+
+
 def _np(t):
     return t.detach().cpu().float().numpy()
 
@@ -299,7 +311,6 @@ class FastWaveNet:
             self.gain_w = np.ascontiguousarray(_np(model._input_gain.weight)[0, :, 0] * _F(INPUT_GAIN_SCALE))
             self.gain_b = _F(float(_np(model._input_gain.bias)[0]) * INPUT_GAIN_SCALE)
             self.scaled = np.zeros((self.condition_size, B), _F)
-            self.g = np.zeros(B, _F)
         self.reset()
 
     def reset(self) -> None:
@@ -318,14 +329,8 @@ class FastWaveNet:
                 _shift_history(arr["hist"], w, arr["pads"], self.pad_max)
             w = self.pad_max
         if self.gain_w is not None:
-            c, g = self.scaled, self.g[:n]
-            g[:] = self.gain_b
-            for k, wk in enumerate(self.gain_w):
-                g += wk * cond[1 + k, :n]
-            np.exp(g, out=g)
-            np.multiply(cond[0, :n], g, out=c[0, :n])
-            c[1:, :n] = cond[1:, :n]
-            cond = c
+            _input_gain(n, cond, self.gain_w, self.gain_b, self.scaled)
+            cond = self.scaled
         xin, head_in, has = cond, cond, False
         for arr in self.arrays:
             _wavenet_array(n, w, xin, cond, arr["R"], arr["Wc"], arr["bc"], arr["M"], arr["W1"], arr["b1"],
