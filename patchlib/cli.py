@@ -207,6 +207,42 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
     tp.add_argument("--report", metavar="OUT.png", help="the target-vs-prediction picture (default: OUT with .png)")
     tp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    pl = sub.add_parser("play", help="play a patch in real time (pyo, or the null backend without a sound card)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description=textwrap.dedent("""\
+        Play a patch in real time until Ctrl-C (or --seconds). Blocks are rendered on an
+        audio thread; when one is not ready by the time the device needs it, that is an
+        underrun: each is reported as it happens and counted in the summary printed at the
+        end (blocks, underruns, compute time per block against the block period).
+
+        backends:
+          pyo    pyo's Server on PortAudio/JACK: the sound card. The patch's 'input' node
+                 (one without a file:) hears the sound card's input, one block late.
+          null   no sound card: blocks paced by the clock, for headless machines, scripts
+                 and tests; --record keeps what it played.
+
+        examples:
+          patchlib play patches/flagship.yaml                      # to the sound card
+          patchlib play patches/echo-input.yaml --block-size 128   # live input through an echo
+          patchlib play bass.yaml --backend null --seconds 5 --record /tmp/bass.wav
+          patchlib play bass.yaml --osc-port 9000                  # then: /filter/cutoff 800
+        """))
+    pl.add_argument("patch", help="the YAML patch")
+    pl.add_argument("--backend", choices=["pyo", "null"], default="pyo", help="audio backend (default pyo)")
+    pl.add_argument("--osc-port", type=int, nargs="?", const=9000, metavar="PORT",
+                    help="listen for OSC on this UDP port (9000 if no PORT given)")
+    pl.add_argument("--host", default="127.0.0.1", help="address the OSC server binds (default 127.0.0.1: this machine only)")
+    pl.add_argument("--block-size", type=int, metavar="N", help="frames per block (default: the patch's); smaller is "
+                                                                "less latency and more risk of underruns")
+    pl.add_argument("--sample-rate", type=int, metavar="R", help="override the patch's sample rate")
+    pl.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: play until Ctrl-C)")
+    pl.add_argument("--input-channels", type=int, default=1, metavar="N",
+                    help="channels of live input for the patch's 'input' node (default 1)")
+    pl.add_argument("--record", metavar="OUT.wav", help="null backend: write what was played (at most the "
+                                                        "last 10 minutes) to a float WAV")
+    pl.add_argument("--midi", action="store_true", help="MIDI input (not yet available)")
+    pl.add_argument("--watch", action="store_true", help="reload the patch when its file changes (not yet available)")
     return p
 
 
@@ -344,6 +380,85 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_play(a) -> int:
+    import time
+
+    from .patch import load_patch
+    from .realtime import Player, make_engine
+
+    for flag in ("midi", "watch"):
+        if getattr(a, flag):
+            _err(f"--{flag} is not yet available")
+            return 2
+    if a.block_size is not None and a.block_size < 1:
+        _err("--block-size must be >= 1")
+        return 2
+    if a.seconds is not None and a.seconds <= 0:
+        _err("--seconds must be > 0")
+        return 2
+    if a.record and a.backend != "null":
+        _err("--record works with --backend null only")
+        return 2
+    osc_cls = None
+    if a.osc_port is not None:
+        try:
+            from .osc import OscServer as osc_cls
+        except ImportError as e:
+            _err(f"OSC is not available: {e}; play without --osc-port")
+            return 2
+    spec = load_patch(Path(a.patch))
+    engine = make_engine(spec, block_size=a.block_size, sample_rate=a.sample_rate,
+                         input_channels=a.input_channels)
+    options = {}
+    if a.backend == "null" and a.record:
+        options["record_seconds"] = min(a.seconds or 600.0, 600.0) + 1.0
+    player = Player(engine, a.backend, input_channels=a.input_channels, **options)
+    print(f"playing {a.patch} ({a.backend}): {player.sample_rate} Hz, {player.channels} channel(s), block "
+          f"{player.block_size} ({1e3 * player.period:.1f} ms); "
+          + (f"{a.seconds:g} s" if a.seconds else "Ctrl-C to stop"))
+    import contextlib
+
+    seen_warn = underruns = errors = 0
+    interrupted = False
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(player)
+        except RuntimeError as e:
+            _err(str(e))
+            return 1
+        for note in getattr(player.backend, "notes", ()):
+            print(f"note: {note}", file=sys.stderr)
+        if osc_cls is not None:
+            stack.enter_context(osc_cls(player, host=a.host, port=a.osc_port))
+            print(f"OSC on udp://{a.host}:{a.osc_port}")
+        t_end = None if a.seconds is None else time.monotonic() + a.seconds
+        try:
+            while t_end is None or time.monotonic() < t_end:
+                time.sleep(0.05 if t_end is None else max(0.0, min(0.05, t_end - time.monotonic())))
+                # report from this thread: the audio thread never prints
+                while seen_warn < len(player.engine.warnings):
+                    print(f"warning: {player.engine.warnings[seen_warn]}", file=sys.stderr)
+                    seen_warn += 1
+                if player.underruns != underruns:
+                    underruns = player.underruns
+                    print(f"underrun ({underruns} so far) at {player.frames_played / player.sample_rate:.2f} s",
+                          file=sys.stderr)
+                if player.errors != errors:
+                    if not errors:
+                        print(f"error in the audio thread (the block played silence): {player.first_error!r}",
+                              file=sys.stderr)
+                    errors = player.errors
+        except KeyboardInterrupt:
+            interrupted = True
+    print(("stopped: " if interrupted else "done: ") + player.summary())
+    if player.underruns:
+        print(f"warning: {player.underruns} underrun(s): try a larger --block-size", file=sys.stderr)
+    if a.record:
+        frames = player.backend.write_wav(a.record)
+        print(f"wrote {a.record}: {frames / player.sample_rate:.2f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -352,7 +467,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return {"render": cmd_render, "check": cmd_check, "nodes": cmd_nodes, "graph": cmd_graph,
-                "bench": cmd_bench, "train": cmd_train}[a.command](a)
+                "bench": cmd_bench, "train": cmd_train, "play": cmd_play}[a.command](a)
     except PatchError as e:
         for line in str(e).splitlines():
             _err(line) if not line.startswith("  ") else print(line, file=sys.stderr)
