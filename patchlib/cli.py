@@ -428,9 +428,10 @@ def cmd_play(a) -> int:
             return 1
         for note in getattr(player.backend, "notes", ()):
             print(f"note: {note}", file=sys.stderr)
+        server = None
         if osc_cls is not None:
-            stack.enter_context(osc_cls(player, host=a.host, port=a.osc_port))
-            print(f"OSC on udp://{a.host}:{a.osc_port}")
+            server = stack.enter_context(osc_cls(player, host=a.host, port=a.osc_port))
+            print(f"OSC on udp://{a.host}:{server.port}")
         t_end = None if a.seconds is None else time.monotonic() + a.seconds
         try:
             while t_end is None or time.monotonic() < t_end:
@@ -451,6 +452,11 @@ def cmd_play(a) -> int:
         except KeyboardInterrupt:
             interrupted = True
     print(("stopped: " if interrupted else "done: ") + player.summary())
+    if server is not None:
+        st = server.stats
+        kinds = ", ".join(f"{k} {v}" for k, v in st["errors"].items())
+        print(f"osc: {st['received']} packet(s) received, {st['applied']} applied, {st['errors_total']} error(s)"
+              + (f" ({kinds}; answered with /error)" if kinds else "") + f", {st['late']} late bundle(s)")
     if player.underruns:
         print(f"warning: {player.underruns} underrun(s): try a larger --block-size", file=sys.stderr)
     if a.record:

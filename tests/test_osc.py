@@ -1,0 +1,310 @@
+"""OSC server on real UDP sockets (127.0.0.1, ephemeral ports), engine blocks rendered by hand."""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+
+import numpy as np
+import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+import patchlib
+from conftest import rms, zero_crossing_freq
+from patchlib.osc import OscError, OscServer, resolve_patch_path
+
+SR = 48000
+PATCH = {"nodes": {"osc": {"type": "sine", "freq": 440}, "c": {"type": "constant", "value": 0.0},
+                   "env": {"type": "adsr", "attack": 0.001, "decay": 0.05, "sustain": 0.5, "release": 0.05},
+                   "mix": {"type": "mix", "in": ["osc", "c"]}},
+         "out": "mix"}
+
+
+class FakePlayer:
+    """A player whose clock maps monotonic time t0 to engine frame 0; blocks are run by hand."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.sample_rate = engine.sample_rate
+        self.t0 = time.monotonic()
+        self.asked = []
+
+    def frame_at(self, t):
+        f = int(np.floor((t - self.t0) * self.sample_rate + 0.5))
+        self.asked.append((t, f))
+        return f
+
+
+def msg(address, *args):
+    b = OscMessageBuilder(address)
+    for a in args:
+        b.add_arg(a)
+    return b.build().dgram
+
+
+@pytest.fixture
+def rig():
+    engine = patchlib.Engine(patchlib.load_patch(PATCH), block_size=256)
+    player = FakePlayer(engine)
+    with OscServer(player, port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cli.bind(("127.0.0.1", 0))
+        cli.settimeout(2.0)
+        yield engine, player, server, cli
+        cli.close()
+
+
+def send(server, cli, *packets):
+    for p in packets:
+        cli.sendto(p, server.address)
+
+
+def wait(server, key, n, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if server.stats[key] >= n:
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"{key} stayed at {server.stats[key]} < {n}")
+
+
+def replies(cli, until="/done"):
+    out = []
+    while True:
+        m = OscMessage(cli.recvfrom(65536)[0])
+        out.append((m.address, m.params))
+        if m.address in (until, "/error"):
+            return out
+
+
+def test_set_reaches_param_and_sound(rig):
+    engine, _, server, cli = rig
+    engine.render(SR // 10)
+    send(server, cli, msg("/osc/freq", 880.0))
+    wait(server, "applied", 1)
+    engine.render(SR // 10)  # smoothing
+    assert zero_crossing_freq(engine.render(SR // 2)[0]) == pytest.approx(880.0, rel=1e-3)
+    send(server, cli, msg("/osc/freq", "A3"))  # a note name, as in a patch
+    wait(server, "applied", 2)
+    engine.render(SR // 10)
+    assert zero_crossing_freq(engine.render(SR // 2)[0]) == pytest.approx(220.0, rel=1e-3)
+
+
+def test_ramp_and_trigger(rig):
+    engine, _, server, cli = rig
+    send(server, cli, msg("/c/value/ramp", 0.5, 0.1), msg("/env/trigger", 0.8))
+    wait(server, "applied", 2)
+    engine.process(256)
+    y = engine.render(SR // 5)[0].copy()
+    c = engine.params["c"]["value"]
+    assert c.value == pytest.approx(0.5)
+    env = engine.nodes["env"].out["out"]
+    assert env.max() == pytest.approx(0.4)  # triggered: sustain 0.5 x velocity 0.8
+    send(server, cli, msg("/env/release"))
+    wait(server, "applied", 3)
+    engine.render(SR // 2)
+    assert np.abs(engine.nodes["env"].out["out"]).max() < 1e-3
+    assert np.isfinite(y).all()
+
+
+def test_errors_answered_and_counted_sound_goes_on(rig):
+    engine, _, server, cli = rig
+    cases = [(msg("/nosuch/freq", 1.0), "unknown_node", "nosuch"),
+             (msg("/osc/frq", 1.0), "unknown_param", "freq"),
+             (msg("/osc/freq", 1e9), "out_of_range", "out of range"),
+             (msg("/osc/freq", "loud"), "bad_args", "loud"),
+             (msg("/osc/freq", 1.0, 2.0), "bad_args", "argument"),
+             (msg("/osc/trigger"), "unknown_param", "takes no 'trigger'"),
+             (msg("/patch/add", "x", "sine"), "not_available", "not yet available"),
+             (b"/osc/freq\x00\x00\x00,f\x00\x00\x00\x00"[:-2], "malformed", "malformed")]
+    for packet, kind, words in cases:
+        send(server, cli, packet)
+        (address, args), = replies(cli)
+        assert address == "/error" and words in args[1], (kind, args)
+        assert server.stats["errors"].get(kind, 0) >= 1, kind
+    assert server.stats["errors_total"] == len(cases)
+    y = engine.render(SR // 2)[0]
+    assert zero_crossing_freq(y) == pytest.approx(440.0, rel=1e-3)
+
+
+def test_queries(rig):
+    engine, _, server, cli = rig
+    send(server, cli, msg("/patch/nodes"))
+    r = replies(cli)
+    assert r[-1] == ("/done", ["/patch/nodes", len(engine.nodes)])
+    assert ("/patch/node", ["osc", "sine"]) in r
+    send(server, cli, msg("/patch/params", "osc"))
+    r = replies(cli)
+    freq = [a for ad, a in r if ad == "/patch/param" and a[1] == "freq"][0]
+    assert freq[2] == pytest.approx(440.0) and freq[5] == "Hz" and freq[3] < freq[4]
+    assert r[-1][0] == "/done" and r[-1][1][0] == "/patch/params"
+    send(server, cli, msg("/patch/graph"))
+    r = replies(cli)
+    assert ("/patch/edge", ["osc", "out", "mix", "in", "input"]) in r or r[-1][1][1] >= 1
+
+
+def test_bundle_lands_on_its_sample(rig):
+    engine, player, server, cli = rig
+    base = player.t0 + server._offset  # the wall time of engine frame 0, as the server reckons it
+    for k, dt in enumerate((0.2503, 0.41)):
+        b = OscBundleBuilder(base + dt)
+        b.add_content(_built("/c/value/ramp", float(k + 1), 0.0))  # a jump, so its sample shows
+        cli.sendto(b.build().dgram, server.address)
+    wait(server, "applied", 2)
+    named = [f for _, f in player.asked]
+    assert [abs(f - dt * SR) < 0.002 * SR for f, dt in zip(named, (0.2503, 0.41))] == [True, True]
+    y = engine.render(SR // 2)[0]
+    jumps = np.flatnonzero(np.diff(y) > 0.6) + 1  # the sine moves < 0.06 per sample
+    assert len(jumps) == 2
+    assert np.abs(jumps - np.array(named)).max() <= 1
+    assert server.stats["late"] == 0
+    # the immediate timetag is applied at once; a bundle for an already rendered sample too, and counted
+    for tag in (IMMEDIATELY, base + 0.01):
+        b = OscBundleBuilder(tag)
+        b.add_content(_built("/c/value/ramp", 0.0, 0.0))
+        cli.sendto(b.build().dgram, server.address)
+    wait(server, "applied", 4)
+    assert server.stats["late"] == 1
+    b = OscBundleBuilder(base + 3600)
+    b.add_content(_built("/c/value", 0.0))
+    cli.sendto(b.build().dgram, server.address)
+    assert replies(cli)[-1][0] == "/error" and server.stats["errors"]["too_far_ahead"] == 1
+
+
+def _built(address, *args):
+    b = OscMessageBuilder(address)
+    for a in args:
+        b.add_arg(a)
+    return b.build()
+
+
+def test_note_on_poly():
+    patch = {"voices": {"v": {"nodes": {"env": {"type": "adsr", "attack": 0.001, "decay": 0.1, "sustain": 0.8,
+                                                 "release": 0.02},
+                                         "o": {"type": "sine", "freq": "pitch"},
+                                         "a": {"type": "gain", "in": "o", "gain": "env"}}, "out": "a"}},
+             "nodes": {"keys": {"type": "poly", "voice": "v", "voices": 4}}, "out": "keys"}
+    engine = patchlib.Engine(patchlib.load_patch(patch), block_size=256)
+    with OscServer(FakePlayer(engine), port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cli.sendto(msg("/keys/note", 330.0, 0.9), server.address)
+        wait(server, "applied", 1)
+        y = engine.render(SR // 2)[0]
+        assert rms(y[SR // 10:]) > 0.2
+        assert zero_crossing_freq(y[SR // 10:]) == pytest.approx(330.0, rel=1e-3)
+        cli.sendto(msg("/keys/note", 330.0, 0), server.address)  # velocity 0: note off
+        wait(server, "applied", 2)
+        engine.render(SR // 4)
+        assert rms(engine.render(SR // 10)[0]) < 1e-3
+        cli.close()
+
+
+def _random_packet(rng: random.Random) -> bytes:
+    kind = rng.randrange(7)
+    good = msg("/osc/freq", 440.0)
+    if kind == 0:
+        return good[:rng.randrange(1, len(good) - 1)]  # truncated
+    if kind == 1:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64)))
+    if kind == 2:
+        return msg(rng.choice(["/osc/freq", "/c/value", "/env/trigger"]), rng.choice(["x", b"\x01", 1e30]))
+    if kind == 3:
+        return msg("/" + "".join(rng.choice("abc/") for _ in range(rng.randrange(1, 12))) + "q", 1.0)
+    if kind == 4:
+        return b"/osc/freq\x00\x00\x00,f\x00\x00" + os.urandom(rng.randrange(1, 4))  # cut float
+    if kind == 5:
+        return b"#bundle\x00" + os.urandom(rng.randrange(0, 40))
+    return msg("/osc/freq", 1.0) + b"\x00" * 20000  # huge
+
+
+def test_ten_thousand_bad_packets(rig):
+    engine, _, server, cli = rig
+    rng = random.Random(1234)
+    n = 10_000
+    for i in range(n):
+        cli.sendto(_random_packet(rng), server.address)
+        if i % 200 == 199:
+            wait(server, "received", i + 1)
+            engine.process(256)
+    wait(server, "received", n)
+    s = server.stats
+    assert s["bad_packets"] == n and s["applied"] == 0
+    assert s["replies"] + s["replies_suppressed"] >= 1 and s["replies_suppressed"] > 0
+    cli.sendto(msg("/osc/freq", 660.0), server.address)
+    wait(server, "applied", 1)
+    engine.render(SR // 10)
+    assert zero_crossing_freq(engine.render(SR // 2)[0]) == pytest.approx(660.0, rel=1e-3)
+
+
+def test_throughput_none_lost(rig):
+    engine, _, server, cli = rig
+    n = 5000
+    packets = [msg("/osc/freq", 200.0 + (i % 500)) for i in range(n)]
+    for p in packets:
+        cli.sendto(p, server.address)
+    wait(server, "received", n, timeout=20)
+    engine.process(256)
+    s = server.stats
+    assert s["applied"] == n and s["errors_total"] == 0
+    assert s["kernel_drops"] in (0, -1)
+
+
+def test_path_rule(tmp_path):
+    base = tmp_path / "patches"
+    (base / "sub").mkdir(parents=True)
+    (tmp_path / "secret.yaml").write_text("x: 1")
+    os.symlink(tmp_path / "secret.yaml", base / "link.yaml")
+    os.symlink(tmp_path, base / "up")
+    assert resolve_patch_path(str(base), "a.yaml") == str((base / "a.yaml").resolve())
+    assert resolve_patch_path(str(base), "sub/../b.yml").endswith("b.yml")
+    for bad in ["/etc/passwd.yaml", "../secret.yaml", "sub/../../secret.yaml", "link.yaml", "up/secret.yaml",
+                "a.py", "", "~/x.yaml", "a\x00.yaml", 3]:
+        with pytest.raises(OscError) as e:
+            resolve_patch_path(str(base), bad)
+        assert e.value.kind == "path"
+
+
+def test_load_outside_folder_refused_and_edit_handler(rig, tmp_path):
+    engine, _, server, cli = rig
+    seen = []
+    server.on_edit = lambda address, args: seen.append((address, args)) or "ok"
+    server.patch_dir = str(tmp_path)
+    send(server, cli, msg("/patch/load", "../../etc/passwd.yaml"))
+    (address, args), = replies(cli)
+    assert address == "/error" and "outside" in args[1]
+    send(server, cli, msg("/patch/load", "song.yaml"))
+    assert replies(cli)[-1] == ("/done", ["/patch/load", "ok"])
+    assert seen == [("/patch/load", [str(tmp_path.resolve() / "song.yaml")])]
+
+
+def test_with_the_real_player_a_set_sounds_within_a_block_plus_the_smoothing():
+    """OSC-to-sound latency on the null backend (real time, its own thread): the first output sample that
+    reflects /osc/freq 880 comes within two blocks of the frame sounding when it was sent (one of them the
+    sink's own output latency), and the new pitch is there once the param's smoothing time has passed."""
+    from patchlib.realtime import Player, make_engine
+
+    spec = patchlib.load_patch({"nodes": {"osc": {"type": "sine", "freq": 440}}, "out": "osc"})
+    engine = make_engine(spec, block_size=256)
+    smooth = engine.params["osc"]["freq"].spec.smooth
+    player = Player(engine, "null", record_seconds=3)
+    with player, OscServer(player, port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        time.sleep(0.2)
+        t_send = player.clock()
+        sent_at = player.frame_at(t_send)  # the frame sounding when the message left
+        cli.sendto(msg("/osc/freq", 880.0), ("127.0.0.1", server.port))
+        time.sleep(0.3)
+        cli.close()
+    y = player.backend.recording()[0]
+    assert server.stats["applied"] == 1 and player.underruns == 0
+    assert abs(zero_crossing_freq(y[-4800:], SR) - 880.0) < 2.0
+    # the first sample that differs from a 440 Hz sine continuing from the start
+    ref = np.sin(2 * np.pi * 440.0 * np.arange(y.size) / SR).astype(np.float32)
+    first = int(np.argmax(np.abs(y - ref) > 1e-3))
+    # measured about 355 frames (1.4 blocks: the null sink's own block of output latency plus the wait for
+    # the next block boundary); the smoothing then glides to the target within ``smooth`` seconds
+    assert 0 < first and first - sent_at <= 2 * 256, (first, sent_at)
+    assert abs(zero_crossing_freq(y[first + int(smooth * SR) + 256:first + int(smooth * SR) + 4096], SR) - 880) < 2
