@@ -263,6 +263,9 @@ def test_play_command_starts_the_osc_server(tmp_path, capsys, monkeypatch):
     class FakeOscServer:  # the interface patchlib.osc provides
         def __init__(self, player, host="127.0.0.1", port=9000):
             calls.append(("init", type(player).__name__, host, port))
+            self.port = port
+            self.stats = {"received": 3, "applied": 2, "errors_total": 1, "errors": {"unknown_node": 1},
+                          "late": 0}
 
         def __enter__(self):
             calls.append(("start", None, None, None))
@@ -277,7 +280,9 @@ def test_play_command_starts_the_osc_server(tmp_path, capsys, monkeypatch):
     assert main(["play", str(patch), "--backend", "null", "--seconds", "0.1", "--osc-port", "9123"]) == 0
     assert calls == [("init", "Player", "127.0.0.1", 9123), ("start", None, None, None),
                      ("stop", None, None, None)]
-    assert "OSC on udp://127.0.0.1:9123" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OSC on udp://127.0.0.1:9123" in out
+    assert "osc: 3 packet(s) received, 2 applied, 1 error(s) (unknown_node 1; answered with /error)" in out
 
 
 # ---------------------------------------------------------------- pyo
