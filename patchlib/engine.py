@@ -34,8 +34,10 @@ from .params import MOD, ParamState
 from .patch import Event, PatchSpec
 
 log = logging.getLogger(__name__)
-#: the frame of an event to apply at the start of the next block (live input)
-_ASAP = -1
+#: the frame of an event to apply at the start of the next block (live input: OSC, MIDI); such an
+#: event is not counted as late
+ASAP = -1
+_ASAP = ASAP
 
 
 @dataclass

@@ -88,6 +88,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
+from .engine import ASAP  # the frame meaning "at the start of the next block"
 from .errors import suggest
 from .patch import Event
 from .units import UnitError, parse_value
@@ -95,8 +96,6 @@ from .units import UnitError, parse_value
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9000
-#: the frame meaning "at the start of the next block" (the engine's ``_ASAP``)
-ASAP = -1
 #: seconds between the NTP epoch (1900) and the Unix epoch (1970)
 NTP_UNIX_OFFSET = 2208988800
 QUERIES = ("/patch/nodes", "/patch/params", "/patch/graph")

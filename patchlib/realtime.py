@@ -77,11 +77,9 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Engine
+from .engine import ASAP as _ASAP, Engine
 from .patch import Event, PatchSpec
 
-#: engine frame meaning "at the start of the next block" (the engine's ``_ASAP``)
-_ASAP = -1
 
 
 class ManualClock:
@@ -126,12 +124,9 @@ def make_engine(spec: PatchSpec, *, block_size: int | None = None, sample_rate: 
 class _LiveInputs:
     """The engine's ``input`` nodes that read the live input (no ``file:`` option).
 
-    Such a node plays its ``audio`` array from ``pos``; with a one-block
-    array (see :func:`make_engine`), writing the new block into it and
-    setting ``pos = 0`` before each block makes it play the live input with
-    no latency and no allocation. (A public hook on the node or engine,
-    ``Engine.feed_input(name, block)``, would make this independent of the
-    node's attributes.)
+    With a one-block buffer (see :func:`make_engine`), each node's
+    :meth:`~nodes.dsp.io.AudioInput.feed` before each block makes it play the
+    live input with no latency and no allocation.
     """
 
     def __init__(self, engine: Engine):
@@ -142,15 +137,7 @@ class _LiveInputs:
 
     def feed(self, block: np.ndarray | None) -> None:
         for node in self.nodes:
-            a = node.audio
-            if block is None:
-                a.fill(0.0)
-            else:
-                c = min(a.shape[0], block.shape[0])
-                a[:c] = block[:c]
-                if c < a.shape[0]:
-                    a[c:] = block[c - 1:c]  # mono device into a stereo node: repeat the last channel
-            node.pos = 0
+            node.feed(block)
 
 
 class Player:

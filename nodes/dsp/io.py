@@ -73,6 +73,20 @@ class AudioInput(Node):
     def reset(self):
         self.pos = 0
 
+    def feed(self, block) -> None:
+        """Live input: play ``block`` (``(channels, frames)``, as many frames as the node's buffer, which the
+        player sizes to one engine block) from the next block on; copied in place, no allocation. A device
+        with fewer channels than the node repeats its last one; ``None`` is silence."""
+        a = self.audio
+        if block is None:
+            a.fill(0.0)
+        else:
+            c = min(a.shape[0], block.shape[0])
+            a[:c] = block[:c]
+            if c < a.shape[0]:
+                a[c:] = block[c - 1:c]
+        self.pos = 0
+
     def process(self, n, t):
         y = self.out["out"]
         a = self.audio
