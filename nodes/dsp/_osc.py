@@ -828,6 +828,30 @@ def _crossings(state, idx, u0, u1, t0, span, tab, tab_d, height, signed):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _seam(state, idx, u1, v, d, tab, tab_d, height, signed, up):
+    """Reconcile the events counted up to ``u1`` with the naive waveform, which reads that point as ``v``.
+
+    ``u1`` (the unwrapped end given to ``_crossings``) and ``v`` (the same
+    point computed from the wrapped phase, another float path) agree modulo
+    1 up to rounding. When they land on an edge they can fall on its two
+    sides; the event the naive waveform took but the count missed (or the
+    reverse) then gets its residual here, at time ``d`` before the sample, so
+    the output stays the band-limited waveform (found by hypothesis: a
+    pulse with sync and phase modulation landing exactly on its edge).
+    ``miss`` counts integers the naive waveform passed beyond those counted
+    (negative: counted too many); an unsigned event (``signed`` False, a
+    corner's minBLAMP) has the same height whichever way it is passed, so
+    its correction takes the direction of the move (``up``) instead.
+    """
+    k = math.floor(u1 - v + 0.5)
+    miss = k + math.floor(v) - math.floor(u1)
+    if miss != 0.0:
+        if not signed and not up:
+            miss = -miss
+        _add_residual(state, idx, tab, tab_d, height * miss, d)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _saw(th):
     return 2.0 * th if th < 0.5 else 2.0 * th - 2.0
 
@@ -946,18 +970,23 @@ def saw_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
         sc = _finite(sync[i])
         tau = _sync_time(s_prev, sc)
         if tau >= 0.0:
-            _crossings(state, idx, a - 0.5, a - 0.5 + rate * tau, 0.0, tau, _BLEP, _BLEP_D, -2.0, True)
+            u1 = a - 0.5 + rate * tau
+            _crossings(state, idx, a - 0.5, u1, 0.0, tau, _BLEP, _BLEP_D, -2.0, True)
             th_s = _wrap(a + rate * tau)
+            _seam(state, idx, u1, th_s - 0.5, 1.0 - tau, _BLEP, _BLEP_D, -2.0, True, True)
             th_r = _wrap(ph0 + pm_prev + dpm * tau)
             _add_residual(state, idx, _BLEP, _BLEP_D, _saw(th_r) - _saw(th_s), 1.0 - tau)
             rest = 1.0 - tau
-            _crossings(state, idx, th_r - 0.5, th_r - 0.5 + rate * rest, tau, rest, _BLEP, _BLEP_D, -2.0, True)
+            u1 = th_r - 0.5 + rate * rest
+            _crossings(state, idx, th_r - 0.5, u1, tau, rest, _BLEP, _BLEP_D, -2.0, True)
             p = ph0 + dt * rest
         else:
-            _crossings(state, idx, a - 0.5, a - 0.5 + rate, 0.0, 1.0, _BLEP, _BLEP_D, -2.0, True)
+            u1 = a - 0.5 + rate
+            _crossings(state, idx, a - 0.5, u1, 0.0, 1.0, _BLEP, _BLEP_D, -2.0, True)
             p += dt
         p = _wrap(p)
         th = _wrap(p + pmi)
+        _seam(state, idx, u1, th - 0.5, 0.0, _BLEP, _BLEP_D, -2.0, True, True)
         s = _RING + idx
         out[i] = _saw(th) - 2.0 * rate * TAU + state[s]
         state[s] = 0.0
@@ -975,10 +1004,16 @@ def saw_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _tri_corners(state, idx, a, dist, t0, span, speed):
-    """minBLAMPs for the triangle's corners passed moving from theta a by dist cycles."""
+def _tri_corners(state, idx, a, dist, t0, span, speed, th_end):
+    """minBLAMPs for the triangle's corners passed moving from theta a by dist cycles.
+
+    ``th_end`` is where the naive waveform reads the end of the move.
+    """
     _crossings(state, idx, a - 0.25, a - 0.25 + dist, t0, span, _BLAMP, _BLAMP_D, -8.0 * speed, False)
     _crossings(state, idx, a - 0.75, a - 0.75 + dist, t0, span, _BLAMP, _BLAMP_D, 8.0 * speed, False)
+    d = 1.0 - (t0 + span)
+    _seam(state, idx, a - 0.25 + dist, th_end - 0.25, d, _BLAMP, _BLAMP_D, -8.0 * speed, False, dist > 0.0)
+    _seam(state, idx, a - 0.75 + dist, th_end - 0.75, d, _BLAMP, _BLAMP_D, 8.0 * speed, False, dist > 0.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1010,21 +1045,21 @@ def triangle_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, stat
         sc = _finite(sync[i])
         tau = _sync_time(s_prev, sc)
         if tau >= 0.0:
-            _tri_corners(state, idx, a, rate * tau, 0.0, tau, speed)
             th_s = _wrap(a + rate * tau)
+            _tri_corners(state, idx, a, rate * tau, 0.0, tau, speed, th_s)
             th_r = _wrap(ph0 + pm_prev + dpm * tau)
             _add_residual(state, idx, _BLEP, _BLEP_D, _tri(th_r) - _tri(th_s), 1.0 - tau)
             ds = (_tri_slope(th_r) - _tri_slope(th_s)) * rate
             if ds != 0.0:
                 _add_residual(state, idx, _BLAMP, _BLAMP_D, ds, 1.0 - tau)
             rest = 1.0 - tau
-            _tri_corners(state, idx, th_r, rate * rest, tau, rest, speed)
-            p = ph0 + dt * rest
+            p = _wrap(ph0 + dt * rest)
+            th = _wrap(p + pmi)
+            _tri_corners(state, idx, th_r, rate * rest, tau, rest, speed, th)
         else:
-            _tri_corners(state, idx, a, rate, 0.0, 1.0, speed)
-            p += dt
-        p = _wrap(p)
-        th = _wrap(p + pmi)
+            p = _wrap(p + dt)
+            th = _wrap(p + pmi)
+            _tri_corners(state, idx, a, rate, 0.0, 1.0, speed, th)
         s = _RING + idx
         out[i] = _tri(th) - _tri_slope(th) * rate * TAU + state[s]
         state[s] = 0.0
@@ -1042,7 +1077,7 @@ def triangle_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, stat
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _pulse_edges(state, idx, a, dist, w0, w1, t0, span):
+def _pulse_edges(state, idx, a, dist, w0, w1, t0, span, th_end):
     """minBLEPs for a pulse whose phase moves from a by dist while its width moves w0 -> w1.
 
     The naive pulse is ``2 * (floor(theta) - floor(theta - pw)) - 1``: it
@@ -1052,6 +1087,9 @@ def _pulse_edges(state, idx, a, dist, w0, w1, t0, span):
     """
     _crossings(state, idx, a, a + dist, t0, span, _BLEP, _BLEP_D, 2.0, True)
     _crossings(state, idx, a - w0, a + dist - w1, t0, span, _BLEP, _BLEP_D, -2.0, True)
+    d = 1.0 - (t0 + span)
+    _seam(state, idx, a + dist, th_end, d, _BLEP, _BLEP_D, 2.0, True, True)
+    _seam(state, idx, a + dist - w1, th_end - w1, d, _BLEP, _BLEP_D, -2.0, True, True)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1086,20 +1124,20 @@ def pulse_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, pw, sr, sta
         tau = _sync_time(s_prev, sc)
         if tau >= 0.0:
             ws = w_prev + (w - w_prev) * tau
-            _pulse_edges(state, idx, a, rate * tau, w_prev, ws, 0.0, tau)
             th_s = _wrap(a + rate * tau)
+            _pulse_edges(state, idx, a, rate * tau, w_prev, ws, 0.0, tau, th_s)
             th_r = _wrap(ph0 + pm_prev + dpm * tau)
             jump = _pulse_level(th_r, ws) - _pulse_level(th_s, ws)
             if jump != 0.0:
                 _add_residual(state, idx, _BLEP, _BLEP_D, jump, 1.0 - tau)
             rest = 1.0 - tau
-            _pulse_edges(state, idx, th_r, rate * rest, ws, w, tau, rest)
-            p = ph0 + dt * rest
+            p = _wrap(ph0 + dt * rest)
+            th = _wrap(p + pmi)
+            _pulse_edges(state, idx, th_r, rate * rest, ws, w, tau, rest, th)
         else:
-            _pulse_edges(state, idx, a, rate, w_prev, w, 0.0, 1.0)
-            p += dt
-        p = _wrap(p)
-        th = _wrap(p + pmi)
+            p = _wrap(p + dt)
+            th = _wrap(p + pmi)
+            _pulse_edges(state, idx, a, rate, w_prev, w, 0.0, 1.0, th)
         s = _RING + idx
         out[i] = _pulse_level(th, w) + state[s]
         state[s] = 0.0
