@@ -69,8 +69,10 @@ Example:
 """
 from __future__ import annotations
 
+import gc
 import math
 import queue
+import sys
 import threading
 import time
 from typing import Callable
@@ -78,6 +80,7 @@ from typing import Callable
 import numpy as np
 
 from .engine import ASAP as _ASAP, Engine
+from .params import MOD
 from .patch import Event, PatchSpec
 
 
@@ -116,6 +119,16 @@ def make_engine(spec: PatchSpec, *, block_size: int | None = None, sample_rate: 
     live = np.zeros((max(1, int(input_channels)), B), dtype=np.float32)
     engine = Engine(spec, block_size=B, sample_rate=sr, audio_inputs={"": (live, sr)}, on_warning=on_warning)
     if warm:
+        engine.process(B)
+        # a second block with every constant param moving: a node may run another kernel while a
+        # param glides (a filter recomputing its coefficients), and numba loads each kernel on its
+        # first call; better here than in the first audio block after an OSC set or a live edit
+        for states in engine.params.values():
+            for ps in states.values():
+                if ps.mode != MOD:
+                    v = ps.value
+                    ps.ramp(v + (ps.hi - v) * 1e-3 if v < ps.hi else v - (v - ps.lo) * 1e-3, B / sr)
+        engine._refresh_active()
         engine.process(B)
         engine.reset()
     return engine
@@ -194,8 +207,19 @@ class Player:
         self.backend = _make_backend(backend, self, options)
 
     # ------------------------------------------------------------ life cycle
+    #: the interpreter's thread switch interval while playing: Python hands the GIL to a
+    #: waiting thread after this long, so the audio thread never waits a whole block (the default
+    #: 5 ms is a block of 256 at 48 kHz) for a control thread compiling a live edit
+    switch_interval = 0.0001
+
     def start(self) -> "Player":
         if not self.running:
+            self._switch_before = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_before, self.switch_interval))
+            # what exists now (modules, the engine) leaves the collector's view: a full collection
+            # triggered by a control thread (compiling a live edit) holds the GIL, and would
+            # otherwise walk every object of torch, numpy and numba while the audio thread waits
+            gc.freeze()
             self.backend.start()
             self.running = True
         return self
@@ -204,6 +228,8 @@ class Player:
         if self.running:
             self.running = False
             self.backend.stop()
+            sys.setswitchinterval(self._switch_before)
+            gc.unfreeze()
         self.collect()
 
     def __enter__(self) -> "Player":
@@ -248,8 +274,10 @@ class Player:
         return out
 
     def _begin_swap(self) -> None:
-        new, inputs, fin, fout = self._pending
+        new, inputs, fin, fout, takeover = self._pending
         self._pending = None
+        if takeover is not None and takeover.old is self.engine:
+            takeover.apply()  # copies only: the plan was made on the control thread
         self._old = (self.engine, self._inputs)
         self._fade_in, self._fade_out, self._fade_pos = fin, fout, 0
         self._inputs = inputs
@@ -281,7 +309,8 @@ class Player:
             self._retired.put(old)  # freed by collect() on a control thread
 
     # ------------------------------------------------------------ control threads
-    def swap(self, engine: Engine, crossfade_s: float = 0.02, curve: str = "linear") -> None:
+    def swap(self, engine: Engine, crossfade_s: float = 0.02, curve: str = "linear", *,
+             takeover=None, hold: int = 0) -> None:
         """Replace the running engine at the next block boundary, crossfading over ``crossfade_s``.
 
         ``curve``: ``"linear"`` (equal gain: right for the usual live edit or
@@ -291,6 +320,19 @@ class Player:
         last one wins. The new engine keeps its own frame counter (usually
         0 at the swap, so its score starts at the swap); player frames go
         on, and :meth:`schedule` translates. Thread-safe.
+
+        ``takeover``: a :class:`~patchlib.takeover.Takeover` planned from the
+        running engine (:func:`~patchlib.takeover.plan_takeover`): at the
+        swap, the new engine gets the running state of the nodes that did
+        not change and continues at the old engine's frame (a live edit, a
+        reload). It is skipped if another engine was swapped in meanwhile.
+
+        ``hold``: frames to play the old engine alone before the crossfade
+        starts (the new one runs meanwhile). With a takeover, the new engine
+        sounds exactly like the old one until a change has come through the
+        patch's latency (a limiter's lookahead): the crossfade is placed where
+        the change is heard, so a source connected mid-cycle fades in instead
+        of starting abruptly. Default: the takeover's ``latency``.
         """
         if engine.sample_rate != self.sample_rate or engine.block_size != self.block_size:
             raise ValueError(f"the new engine runs at {engine.sample_rate} Hz, block {engine.block_size}; "
@@ -305,8 +347,16 @@ class Player:
             fin, fout = np.sin(0.5 * np.pi * x), np.cos(0.5 * np.pi * x)
         else:
             raise ValueError(f"curve must be 'linear' or 'power', not {curve!r}")
+        if takeover is not None and not hold:
+            hold = takeover.latency
+        hold = max(0, min(int(hold), 10 * self.sample_rate))
+        if hold:
+            fin = np.concatenate([np.zeros(hold), fin])
+            fout = np.concatenate([np.ones(hold), fout])
         self.collect()
-        self._pending = (engine, _LiveInputs(engine), fin.astype(np.float32), fout.astype(np.float32))
+        if takeover is not None and takeover.new is not engine:
+            raise ValueError("the takeover was planned for another engine")
+        self._pending = (engine, _LiveInputs(engine), fin.astype(np.float32), fout.astype(np.float32), takeover)
 
     def collect(self) -> int:
         """Drop the engines retired by finished crossfades (call from a control thread); returns how many."""

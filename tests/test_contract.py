@@ -184,3 +184,23 @@ def test_batch_equals_one_by_one(tname):
     np.testing.assert_array_equal(out, e1.render(1200))
     e.reset()
     np.testing.assert_array_equal(e.render(1200), out)
+
+
+@pytest.mark.parametrize("tname", TYPES)
+def test_takeover_continues_exactly(tname):
+    """An engine compiled from the same patch that takes over a running one (a live edit, a
+    reload) renders exactly what the old one would have: every bit of streaming state moved."""
+    from patchlib.takeover import plan_takeover
+
+    # (a delay at its default time would still be silent when the test ends)
+    patch = _patch(tname, {"time": 0.01} if tname == "delay" else None)
+    if "trigger" in registry.get(tname).events:
+        patch["score"] = [{"at": 0.01, "trigger": "dut", "velocity": 0.7}]
+    old = _engine(patch)
+    old.render(1000)  # mid-block, mid-note, delay lines full
+    new = _engine(patch)
+    plan = plan_takeover(old, new)
+    assert "dut" in plan.kept, (plan.kept, plan.changed)
+    plan.apply()
+    assert new.frame == old.frame
+    np.testing.assert_array_equal(new.render(1400), old.render(1400))

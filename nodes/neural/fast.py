@@ -313,6 +313,14 @@ class FastWaveNet:
             self.scaled = np.zeros((self.condition_size, B), _F)
         self.reset()
 
+    def state_items(self) -> dict:
+        """The streaming state: each layer's history and the write position."""
+        from patchlib.takeover import Attr
+
+        items = {f"hist{i}": arr["hist"] for i, arr in enumerate(self.arrays)}
+        items["pos"] = Attr(self, "pos")
+        return items
+
     def reset(self) -> None:
         for arr in self.arrays:
             arr["hist"][:] = 0.0
@@ -425,6 +433,10 @@ class FastLSTM:
         self.g = np.zeros(4 * Hd, _F)
         self.macs_per_sample = int(model.macs_per_sample)
         self.reset()
+
+    def state_items(self) -> dict:
+        """The streaming state: the hidden and cell vectors."""
+        return {"h": self.h, "c": self.c}
 
     def reset(self) -> None:
         self.h[:] = self.h0

@@ -145,6 +145,33 @@ class TorchNode(Node):
             raise PatchError(f"model '{self.model_file}': self-test on silence gives NaN or inf", where)
         self.time_ratio = dt / (B / sr)
 
+    def state_items(self):
+        """The streaming state (for a live edit's takeover, see ``patchlib/takeover.py``).
+
+        The fast engine's histories, or the torch model's caches: tensors
+        kept as plain attributes of its modules (weights are parameters or
+        buffers, and the same for the same model file).
+        """
+        if self.fast is not None:
+            return {f"fast.{k}": v for k, v in self.fast.state_items().items()}
+        import numbers
+
+        import torch
+
+        from patchlib.takeover import Attr
+
+        items = {}
+        for mname, m in self.model.named_modules():
+            for k, v in vars(m).items():
+                key = f"model.{mname}.{k}"
+                if isinstance(v, torch.Tensor):
+                    items[key] = v
+                elif isinstance(v, (list, tuple)) and v and all(isinstance(x, torch.Tensor) for x in v):
+                    items.update({f"{key}.{i}": x for i, x in enumerate(v)})  # a double buffer
+                elif isinstance(v, numbers.Number) and not k.startswith("__"):
+                    items[key] = Attr(m, k)  # which buffer is current, a position
+        return items
+
     def reset(self):
         import torch
 
