@@ -227,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
           patchlib play patches/echo-input.yaml --block-size 128   # live input through an echo
           patchlib play bass.yaml --backend null --seconds 5 --record /tmp/bass.wav
           patchlib play bass.yaml --osc-port 9000                  # then: /filter/cutoff 800
+          patchlib play patches/io-midi-synth.yaml --midi          # keys and knobs from the first MIDI input
+          patchlib play mypatch.yaml --watch                       # edit the file, save, hear it
+
+        live edits (with --osc-port): /patch/add NAME TYPE [KEY VALUE]..., /patch/remove NAME,
+        /patch/connect SRC NODE.PORT [LO HI], /patch/disconnect NODE.PORT, /patch/load FILE,
+        /patch/save FILE: each is compiled off the audio thread and crossfaded in; one that
+        fails is answered /error and changes nothing (see docs/live.md).
         """))
     pl.add_argument("patch", help="the YAML patch")
     pl.add_argument("--backend", choices=["pyo", "null"], default="pyo", help="audio backend (default pyo)")
@@ -241,8 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels of live input for the patch's 'input' node (default 1)")
     pl.add_argument("--record", metavar="OUT.wav", help="null backend: write what was played (at most the "
                                                         "last 10 minutes) to a float WAV")
-    pl.add_argument("--midi", action="store_true", help="MIDI input (not yet available)")
-    pl.add_argument("--watch", action="store_true", help="reload the patch when its file changes (not yet available)")
+    pl.add_argument("--midi", nargs="?", const="", metavar="PORT",
+                    help="play from a MIDI input: notes to the patch's poly nodes, controllers to its midi_cc "
+                         "params; PORT is an input's name or part of it (default: the first input)")
+    pl.add_argument("--midi-virtual", nargs="?", const="patchlib", metavar="NAME",
+                    help="open a virtual MIDI input NAME (default 'patchlib') for other programs to play")
+    pl.add_argument("--midi-channel", type=int, metavar="N", help="hear MIDI channel N (1..16) only")
+    pl.add_argument("--watch", action="store_true",
+                    help="reload the patch whenever its file changes: a valid file replaces the running patch "
+                         "with a crossfade (unchanged nodes keep their state: strings ring on, LFOs keep their "
+                         "phase, values set over OSC stay); an invalid one is reported and the sound goes on")
+    pl.add_argument("--crossfade", type=float, default=0.02, metavar="SECONDS",
+                    help="crossfade of a live edit or reload (default 0.02)")
     return p
 
 
@@ -386,10 +403,6 @@ def cmd_play(a) -> int:
     from .patch import load_patch
     from .realtime import Player, make_engine
 
-    for flag in ("midi", "watch"):
-        if getattr(a, flag):
-            _err(f"--{flag} is not yet available")
-            return 2
     if a.block_size is not None and a.block_size < 1:
         _err("--block-size must be >= 1")
         return 2
@@ -413,14 +426,38 @@ def cmd_play(a) -> int:
     if a.backend == "null" and a.record:
         options["record_seconds"] = min(a.seconds or 600.0, 600.0) + 1.0
     player = Player(engine, a.backend, input_channels=a.input_channels, **options)
+    live = None
+    if a.watch or osc_cls is not None:
+        from .live import LiveSession, preload
+
+        t0 = time.monotonic()
+        missing = preload(sample_rate=player.sample_rate, block_size=player.block_size)
+        print(f"live edits: node kernels loaded in {time.monotonic() - t0:.1f} s"
+              + (f" (not {', '.join(missing)}: they load when first used)" if missing else ""))
+        live = LiveSession(player, a.patch, crossfade_s=a.crossfade,
+                           on_report=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"playing {a.patch} ({a.backend}): {player.sample_rate} Hz, {player.channels} channel(s), block "
           f"{player.block_size} ({1e3 * player.period:.1f} ms); "
           + (f"{a.seconds:g} s" if a.seconds else "Ctrl-C to stop"))
     import contextlib
 
     seen_warn = underruns = errors = 0
+    warn_engine = player.engine
+    midi = None
     interrupted = False
     with contextlib.ExitStack() as stack:
+        if a.midi is not None or a.midi_virtual is not None:
+            from .midi import MidiError, MidiInput
+
+            virtual = a.midi_virtual is not None
+            try:
+                midi = stack.enter_context(MidiInput(player, port=a.midi_virtual if virtual else (a.midi or None),
+                                                     virtual=virtual, channel=a.midi_channel))
+            except (MidiError, ValueError) as e:
+                _err(str(e))
+                return 1
+            ccs = ", ".join(map(str, sorted({b.cc for b in midi.bindings}))) or "none bound"
+            print(f"MIDI in: {midi.stats()['port']}; notes to {', '.join(midi.voices) or 'no poly node'}; CC {ccs}")
         try:
             stack.enter_context(player)
         except RuntimeError as e:
@@ -431,14 +468,21 @@ def cmd_play(a) -> int:
         server = None
         if osc_cls is not None:
             server = stack.enter_context(osc_cls(player, host=a.host, port=a.osc_port))
+            server.on_edit = live.handle
             print(f"OSC on udp://{a.host}:{server.port}")
+        if a.watch:
+            live.watch()
+            stack.callback(live.stop_watching)
+            print(f"watching {a.patch}: save it to hear the change")
         t_end = None if a.seconds is None else time.monotonic() + a.seconds
         try:
             while t_end is None or time.monotonic() < t_end:
                 time.sleep(0.05 if t_end is None else max(0.0, min(0.05, t_end - time.monotonic())))
                 # report from this thread: the audio thread never prints
-                while seen_warn < len(player.engine.warnings):
-                    print(f"warning: {player.engine.warnings[seen_warn]}", file=sys.stderr)
+                if player.engine is not warn_engine:  # a live edit or reload swapped in another engine
+                    warn_engine, seen_warn = player.engine, 0
+                while seen_warn < len(warn_engine.warnings):
+                    print(f"warning: {warn_engine.warnings[seen_warn]}", file=sys.stderr)
                     seen_warn += 1
                 if player.underruns != underruns:
                     underruns = player.underruns
@@ -457,6 +501,10 @@ def cmd_play(a) -> int:
         kinds = ", ".join(f"{k} {v}" for k, v in st["errors"].items())
         print(f"osc: {st['received']} packet(s) received, {st['applied']} applied, {st['errors_total']} error(s)"
               + (f" ({kinds}; answered with /error)" if kinds else "") + f", {st['late']} late bundle(s)")
+    if midi is not None:
+        print(midi.summary())
+    if live is not None and (live.edits or live.reloads or live.failed):
+        print(f"live: {live.edits} edit(s), {live.reloads} reload(s), {live.failed} refused")
     if player.underruns:
         print(f"warning: {player.underruns} underrun(s): try a larger --block-size", file=sys.stderr)
     if a.record:

@@ -33,6 +33,7 @@ TOP_KEYS = {
     "out": "what is heard: a node, [left, right] or {left: .., right: ..}",
     "score": "timed events: set, ramp, trigger, release, note, note_off",
     "voices": "voice templates (small patches) that 'poly' nodes play as N voices",
+    "midi": "live MIDI input: {notes: POLY or [POLY, ...], channel: 1..16}",
     "title": "free text",
     "description": "free text",
 }
@@ -177,6 +178,35 @@ class ParamSetting:
     scale: float = 1.0
     offset: float = 0.0
     line: int = 0
+    #: a MIDI controller bound to this param (``kind`` is then 'const': it holds ``value`` until a CC moves it)
+    midi: "MidiBinding | None" = None
+
+
+@dataclass
+class MidiBinding:
+    """``cutoff: {midi_cc: 74, range: [200, 8000]}``: controller ``cc`` sets ``node.param``.
+
+    A CC value ``v`` (0..127) maps onto ``range`` (``curve`` lin or exp, as
+    a modulation's does) and is sent as a ``set`` event, so the param glides
+    over its smoothing time. ``channel`` 1..16, or None for any channel.
+    """
+
+    node: str
+    param: str
+    cc: int
+    range: tuple[float, float]
+    curve: str = "lin"
+    channel: int | None = None
+    value: float = 0.0  # the initial value
+    line: int = 0
+
+    def map(self, v: float) -> float:
+        """The param value for CC value ``v`` (0..127)."""
+        u = min(max(float(v), 0.0), 127.0) / 127.0
+        r0, r1 = self.range
+        if self.curve == "exp":
+            return r0 * (r1 / r0) ** u
+        return r0 + (r1 - r0) * u
 
 
 @dataclass
@@ -227,6 +257,10 @@ class PatchSpec:
     title: str = ""
     #: poly node name -> :class:`patchlib.poly.VoiceInfo`
     polys: dict = field(default_factory=dict)
+    #: every ``{midi_cc: ...}`` param, in patch order (a param inside a voice: one per voice copy)
+    midi_bindings: list[MidiBinding] = field(default_factory=list)
+    #: the top-level ``midi:`` settings: ``notes`` (poly names, or None: every poly) and ``channel``
+    midi: dict = field(default_factory=dict)
 
     def where(self, line=None, node=None, key=None) -> Where:
         return Where(self.file, line, node, key)
@@ -313,6 +347,9 @@ class PatchParser:
         self._dedupe_voice_errors()
         self._out(spec, d)
         self.fail_if_errors()
+        spec.midi_bindings = [s.midi for ns in spec.nodes.values() for s in ns.params.values() if s.midi]
+        if "midi" in d:
+            self._midi(spec, d["midi"], self._line(d, "midi"))
         self._check_connections(spec)
         self.fail_if_errors()
         from .graph import build_graph  # cycles are a graph question
@@ -495,6 +532,8 @@ class PatchParser:
     def _param_setting(self, pspec, value, line, node, key):
         lo, hi = pspec.range
         unit = f" {pspec.unit}" if pspec.unit else ""
+        if isinstance(value, dict) and "midi_cc" in value:
+            return self._midi_setting(pspec, value, line, node, key)
         if isinstance(value, dict):
             allowed = {"from", "range", "curve", "scale", "offset"}
             for k in value:
@@ -556,6 +595,101 @@ class PatchParser:
             self.err(f"{key} = {v:g}{unit} is out of range [{lo:g}, {hi:g}]{unit}", line, node=node, key=key)
             return None
         return ParamSetting("const", value=v, line=line)
+
+    def _midi_setting(self, pspec, value, line, node, key):
+        """``{midi_cc: 74, range: [200, 8000], curve: exp, channel: 1, value: 1kHz}``: a constant that MIDI sets."""
+        lo, hi = pspec.range
+        unit = f" {pspec.unit}" if pspec.unit else ""
+        allowed = {"midi_cc", "range", "curve", "channel", "value"}
+
+        def at(k):
+            return self._line(value, k) or line
+
+        for k in value:
+            if k not in allowed:
+                self.err(f"unknown key '{k}' in the MIDI binding of '{key}'", at(k), node=node, key=key,
+                         hint=("'from' and 'midi_cc' cannot be mixed: a param follows a node or a controller"
+                               if k == "from" else suggest(k, allowed) or "valid: " + ", ".join(sorted(allowed))))
+                return None
+        cc = value["midi_cc"]
+        if isinstance(cc, bool) or not isinstance(cc, int) or not 0 <= cc <= 127:
+            self.err(f"midi_cc must be a controller number from 0 to 127, got {cc!r}", at("midi_cc"),
+                     node=node, key=key, hint="e.g. 74 (brightness/cutoff), 71 (resonance), 1 (mod wheel)")
+            return None
+        channel = value.get("channel")
+        if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
+                                    or not 1 <= channel <= 16):
+            self.err(f"channel of '{key}' must be a MIDI channel from 1 to 16, got {channel!r}", at("channel"),
+                     node=node, key=key)
+            return None
+        rng = (lo, hi)
+        if "range" in value:
+            r = value["range"]
+            try:
+                if not isinstance(r, list) or len(r) != 2:
+                    raise UnitError("range is a list of two values [low, high]")
+                rng = (parse_value(r[0], pspec.unit), parse_value(r[1], pspec.unit))
+            except UnitError as e:
+                self.err(f"range of '{key}': {e}", at("range"), node=node, key=key)
+                return None
+            for v in rng:
+                if not lo <= v <= hi:
+                    self.err(f"range of '{key}': {v:g}{unit} is out of range [{lo:g}, {hi:g}]{unit}",
+                             at("range"), node=node, key=key)
+                    return None
+        curve = value.get("curve")
+        if curve is not None:
+            if curve not in ("lin", "exp"):
+                self.err(f"curve must be 'lin' or 'exp', got {curve!r}", at("curve"), node=node, key=key)
+                return None
+            if curve == "exp" and min(rng) <= 0:
+                self.err("curve: exp needs a range of two positive values", at("curve"), node=node, key=key)
+                return None
+        else:
+            curve = pspec.curve if min(rng) > 0 else "lin"
+        if "value" in value:
+            try:
+                v0 = parse_value(value["value"], pspec.unit)
+            except UnitError as e:
+                self.err(f"type mismatch for the value of '{key}': {e}", at("value"), node=node, key=key)
+                return None
+            if not lo <= v0 <= hi:
+                self.err(f"value of '{key}' = {v0:g}{unit} is out of range [{lo:g}, {hi:g}]{unit}", at("value"),
+                         node=node, key=key)
+                return None
+        else:  # the param's default, kept inside the controller's range
+            v0 = min(max(float(pspec.default), min(rng)), max(rng))
+        b = MidiBinding(node, key, cc, (float(rng[0]), float(rng[1])), curve, channel, float(v0), line)
+        return ParamSetting("const", value=float(v0), line=line, midi=b)
+
+    def _midi(self, spec: PatchSpec, m, line):
+        """The top-level ``midi: {notes: POLY | [POLY, ...], channel: 1..16}``."""
+        if not isinstance(m, dict):
+            self.err("midi is a mapping like {notes: keys, channel: 1}", line, key="midi")
+            return
+        for k in m:
+            if k not in ("notes", "channel"):
+                self.err(f"unknown key '{k}' in 'midi'", self._line(m, k) or line, key=str(k),
+                         hint=suggest(k, ("notes", "channel")) or "valid: notes, channel")
+                return
+        if "channel" in m:
+            c = m["channel"]
+            if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 16:
+                self.err(f"midi channel must be from 1 to 16, got {c!r}", self._line(m, "channel") or line,
+                         key="channel")
+                return
+            spec.midi["channel"] = c
+        if "notes" in m:
+            raw = m["notes"]
+            names = raw if isinstance(raw, list) else [raw]
+            nline = self._line(m, "notes") or line
+            for n in names:
+                if not isinstance(n, str) or n not in spec.polys:
+                    polys = ", ".join(spec.polys) or "none in this patch"
+                    self.err(f"midi notes go to a poly node; {n!r} is not one (poly nodes: {polys})", nline,
+                             key="notes", hint=suggest(str(n), spec.polys))
+                    return
+            spec.midi["notes"] = [str(n) for n in names]
 
     # ---------------------------------------------------------------- out
     def _out(self, spec: PatchSpec, d):

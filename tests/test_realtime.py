@@ -249,12 +249,27 @@ def test_play_command_null_backend(tmp_path, capsys):
     assert sr == 48000 and 0.2 * sr < len(audio) < 0.5 * sr
 
 
-def test_play_command_flags_not_yet_available(tmp_path, capsys):
+def test_play_command_watch_reloads_the_file(tmp_path, capsys):
+    import threading
+
     patch = tmp_path / "p.yaml"
-    patch.write_text("nodes:\n  osc: {type: sine}\nout: osc\n")
-    for flag in ("--midi", "--watch"):
-        assert main(["play", str(patch), "--backend", "null", flag]) == 2
-        assert "not yet available" in capsys.readouterr().err
+    patch.write_text("nodes:\n  osc: {type: sine, freq: 220}\nout: osc\n")
+
+    def edit():
+        deadline = time.monotonic() + 20
+        while "watching" not in capsys.readouterr().out and time.monotonic() < deadline:
+            time.sleep(0.05)  # (capsys is read here only until the player runs)
+        patch.write_text("nodes:\n  osc: {type: sine, freq: 330}\nout: osc\n")
+        time.sleep(0.6)
+        patch.write_text("nodes:\n  osc: {type: sine, freq: 330\nout: osc\n")  # broken: line 2
+
+    t = threading.Thread(target=edit)
+    t.start()
+    assert main(["play", str(patch), "--backend", "null", "--seconds", "2", "--watch"]) == 0
+    t.join()
+    err = capsys.readouterr().err
+    assert "reloaded" in err and "kept their state" in err
+    assert "p.yaml:3" in err and "starts on line 2" in err and "goes on" in err
 
 
 def test_play_command_starts_the_osc_server(tmp_path, capsys, monkeypatch):
