@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
           patchlib render bass.yaml -o bass.wav --seconds 30 --block-size 64 --sample-rate 44100
         """))
     r.add_argument("patch", help="the YAML patch")
-    r.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="the WAV file to write")
+    r.add_argument("-o", "--output", required=True, metavar="OUT.wav",
+                   help="the WAV file to write (with --sweep: the folder for the files and manifest)")
     r.add_argument("--input", metavar="IN.wav", help="audio for the patch's 'input' node")
     r.add_argument("--seconds", type=float, metavar="S", help="length (default: the patch's duration)")
     r.add_argument("--block-size", type=int, metavar="N", help="frames per block (speed only; the sound is the same)")
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spectrogram", metavar="OUT.png", help="also write a waveform + spectrogram picture")
     r.add_argument("--format", choices=["pcm16", "pcm24", "float"], default="pcm24", help="sample format (default pcm24)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    from .dataset import add_dataset_parser, add_sweep_args
+
+    add_sweep_args(r)  # --sweep PARAM=LO:HI:N: one file per point (then -o is a folder)
+    add_dataset_parser(sub)
 
     c = sub.add_parser("check", help="validate a patch without rendering",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -268,6 +273,10 @@ def _err(msg: str) -> None:
 
 
 def cmd_render(a) -> int:
+    if getattr(a, "sweep", None):
+        from .dataset import run_sweep
+
+        return run_sweep(a)
     from .render import render_file
 
     warnings = []
@@ -521,7 +530,8 @@ def main(argv=None) -> int:
         return 0
     try:
         return {"render": cmd_render, "check": cmd_check, "nodes": cmd_nodes, "graph": cmd_graph,
-                "bench": cmd_bench, "train": cmd_train, "play": cmd_play}[a.command](a)
+                "bench": cmd_bench, "train": cmd_train, "play": cmd_play,
+                "dataset": lambda a: a.handler(a)}[a.command](a)
     except PatchError as e:
         for line in str(e).splitlines():
             _err(line) if not line.startswith("  ") else print(line, file=sys.stderr)
