@@ -386,6 +386,86 @@ class LiveSession:
             time.sleep(p.period / 4)
 
 
+# ---------------------------------------------------------------- measuring
+def measure_edits(n: int = 100, *, block_size: int = 256, sample_rate: int = 48000, seed: int = 7) -> dict:
+    """Play a patch in real time (null backend) and apply ``n`` random valid edits, then ``n`` invalid ones.
+
+    The edits add smooth sources (sines, triangles, LFOs), connect them to a
+    mixer, remove them and change a filter, as a live coder would, back to
+    back. Returns edits per second, the time an edit takes (compile, plan,
+    swap and crossfade), underruns, and the largest sample-to-sample step
+    at the swaps against the largest elsewhere (1.0: no click).
+    """
+    import random
+
+    import numpy as np
+
+    from .realtime import Player
+
+    B, sr = int(block_size), int(sample_rate)
+    patch = {"sample_rate": sr, "block_size": B,
+             "nodes": {"osc": {"type": "sine", "freq": 220},
+                       "filt": {"type": "lowpass", "in": "osc", "cutoff": 2000},
+                       "bus": {"type": "mix", "in": ["filt"]},
+                       "amp": {"type": "gain", "in": "bus", "gain": 0.25},
+                       "lim": {"type": "limiter", "in": "amp"}},
+             "out": "lim"}
+    preload(["sine", "lfo", "triangle", "mix", "lowpass", "gain", "limiter"], sample_rate=sr, block_size=B)
+    rng = random.Random(seed)
+    times, swaps = [], []
+    with Player(make_engine(PatchParser(copy.deepcopy(patch), None, os.getcwd()).parse()), "null",
+                record_seconds=60) as player:
+        begin = player._begin_swap
+
+        def begin_swap():
+            swaps.append(player.frames_played)
+            begin()
+
+        player._begin_swap = begin_swap
+        live = LiveSession(player, patch)
+        t0 = time.perf_counter()
+        for k in range(n):
+            t = time.perf_counter()
+            _random_edit(rng, live, k)
+            times.append(time.perf_counter() - t)
+        took = time.perf_counter() - t0
+        bad = 0
+        for k in range(n):
+            try:
+                [lambda: live.add("y", "nope"), lambda: live.remove("lim"),
+                 lambda: live.connect("lim", "osc.freq")][k % 3]()
+            except EditError:
+                bad += 1
+        time.sleep(0.1)
+        st = player.stats()
+        y = player.backend.recording()[0]
+    steps = np.abs(np.diff(y))
+    near = np.zeros(len(steps), bool)
+    for f in swaps:
+        near[max(0, f - 1):f + 241 + int(0.02 * sr) + 1] = True
+    return {"edits": n, "edits_per_s": n / took, "edit_ms_mean": 1e3 * float(np.mean(times)),
+            "edit_ms_max": 1e3 * float(np.max(times)), "refused": bad, "underruns": st["underruns"],
+            "blocks": st["blocks"], "swaps": st["swaps"],
+            "step_ratio": float(steps[near].max() / steps[~near].max()) if (~near).any() else float("nan")}
+
+
+def _random_edit(rng, live: LiveSession, k: int) -> None:
+    nodes = live.doc["nodes"]
+    extra = [n for n in nodes if n.startswith("x")]
+    kind = rng.choice(["add", "add", "connect", "remove", "set"]) if extra else "add"
+    if kind == "add":
+        t = rng.choice(["sine", "lfo", "triangle"])
+        live.add(f"x{k}", t, {"freq": rng.uniform(100, 300) if t != "lfo" else rng.uniform(1, 5)})
+    elif kind == "connect":
+        live.connect(rng.choice(extra), "bus.in")
+    elif kind == "remove":
+        live.remove(rng.choice(extra))
+    else:
+        doc = live._copy()
+        doc["nodes"]["filt"]["q"] = rng.uniform(0.5, 2.0)
+        live._commit(doc)
+
+
 # ---------------------------------------------------------------- preloading
 def preload(types=None, *, sample_rate: int = 48000, block_size: int = 256, progress=None) -> list[str]:
     """Load every node type's kernels now, before the stream starts.
