@@ -57,7 +57,20 @@ one-thread float32 peak :func:`measure_peak` measures in the same run
 the report quotes the issue's NAM figures (:data:`NAM_REFERENCE`), measured
 elsewhere.
 
-Everything runs pinned to one core (where the OS lets us). Each figure is the
+**Live** (``live``) measures OSC control of a patch playing in real time:
+a :class:`~patchlib.realtime.Player` on the null backend (paced by the real
+clock, 48 kHz), an :class:`~patchlib.osc.OscServer` on 127.0.0.1 and a
+client socket in the same process, all on real UDP sockets, *not* pinned to
+one core (the audio, receive, reply and sender threads run as they would
+live). Four figures (:func:`run_live`): the OSC-to-sound latency of
+``/osc/freq 880`` to a sine, per block size (:func:`live_latency`); the
+issue's throughput run, 5000 param messages per second for 10 s to a
+20-node patch (:func:`live_patch`, :func:`live_throughput`), and the highest
+rate sustained for 2 s with none lost (:func:`live_max_rate`); 10,000
+malformed packets while the patch plays (:func:`live_robustness`); and the
+timing error of timetagged bundles, in samples (:func:`live_bundle_timing`).
+
+Everything else runs pinned to one core (where the OS lets us). Each figure is the
 best of ``repeats`` runs, the engines interleaved run by run so that load
 from elsewhere hits them alike. The targets (:data:`PYO_TARGETS`,
 :data:`STARTUP_TARGET`) are ratios to pyo measured in the same run, so they
@@ -72,6 +85,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import io
 import json
 import math
@@ -87,10 +101,12 @@ import numpy as np
 SAMPLE_RATE = 48000
 
 #: the workloads, in the order they run and appear in the report
-WORKLOADS = ("voices", "strings", "neural")
-TITLES = {"voices": "Voice bank", "strings": "Plucked strings", "neural": "Neural pedals"}
+WORKLOADS = ("voices", "strings", "neural", "live")
+TITLES = {"voices": "Voice bank", "strings": "Plucked strings", "neural": "Neural pedals",
+          "live": "Live: OSC control in real time"}
 #: the engines each workload is rendered with (the neural pedals: patchlib's two model engines)
-ENGINES = {"voices": ("patchlib", "pyo", "scipy"), "strings": ("patchlib", "pyo"), "neural": ("fast", "torch")}
+ENGINES = {"voices": ("patchlib", "pyo", "scipy"), "strings": ("patchlib", "pyo"), "neural": ("fast", "torch"),
+           "live": ("patchlib",)}
 #: targets: patchlib's real-time factor over pyo's in the same run, per workload and block size
 PYO_TARGETS = {"voices": {256: 1.0, 64: 0.7}, "strings": {64: 2.0, 256: 2.0}}
 #: target: seconds from ``import patchlib`` to the end of the first block (warm numba cache)
@@ -179,6 +195,8 @@ def patch(workload: str, block_size: int = 256, seconds: float = 30.0) -> dict:
     shipped-model row (see :func:`neural_patch`)."""
     if _check_workload(workload) == "voices":
         return voice_bank_patch(block_size)
+    if workload == "live":
+        return live_patch(block_size)
     if workload == "neural":
         return neural_patch("overdrive", block_size, seconds)
     return strings_patch(block_size, seconds)
@@ -694,6 +712,494 @@ def _neural_targets(sec: dict) -> list[dict]:
     return out
 
 
+# --------------------------------------------------------------------- live: OSC on real sockets
+#: the issue's throughput run: param messages per second, for seconds, to a patch of LIVE_NODES nodes
+LIVE_RATE = 5000
+LIVE_SECONDS = 10.0
+LIVE_NODES = 20
+LIVE_BLOCK = 256
+#: rates tried (2 s each) for the highest sustained rate
+LIVE_RATES = (5000, 10000, 20000, 40000, 80000)
+LIVE_RATE_SECONDS = 2.0
+#: malformed packets sent while a patch plays, and how fast
+LIVE_BAD_PACKETS = 10_000
+LIVE_BAD_RATE = 10_000
+#: a rate run keeps up when, as the last message leaves, the server is at most this far behind
+LIVE_KEEP_UP_S = 0.05
+_LIVE_VOICES = 9
+#: the params the throughput run sets, with the value range it draws from: (node, param, lo, hi)
+_LIVE_RANGES = ([(f"osc{k}", "freq", 55.0, 880.0) for k in range(_LIVE_VOICES)]
+                + [(f"flt{k}", "cutoff", 200.0, 5000.0) for k in range(_LIVE_VOICES)]
+                + [(f"flt{k}", "q", 0.5, 2.0) for k in range(_LIVE_VOICES)]
+                + [("mix", f"gain{k}", 0.0, 0.2) for k in range(_LIVE_VOICES)]
+                + [("amp", "gain", 0.1, 0.5)])
+
+
+def live_patch(block_size: int = LIVE_BLOCK, sample_rate: int = SAMPLE_RATE) -> dict:
+    """The throughput run's patch: 9 saws -> 9 lowpasses -> a mix -> a gain, 20 nodes, 37 params set."""
+    nodes: dict = {}
+    for k in range(_LIVE_VOICES):
+        nodes[f"osc{k}"] = {"type": "saw", "freq": 110.0 * (k + 1)}
+        nodes[f"flt{k}"] = {"type": "lowpass", "in": f"osc{k}", "cutoff": 1200.0, "q": 1.0}
+    nodes["mix"] = {"type": "mix", "in": [f"flt{k}" for k in range(_LIVE_VOICES)], "gains": [0.1] * _LIVE_VOICES}
+    nodes["amp"] = {"type": "gain", "in": "mix", "gain": 0.5}
+    assert len(nodes) == LIVE_NODES
+    return {"sample_rate": int(sample_rate), "block_size": int(block_size), "nodes": nodes, "out": "amp"}
+
+
+def live_messages(n: int) -> tuple[list[bytes], dict]:
+    """``n`` OSC set messages (``/node/param f``) spread round-robin over every param of :func:`live_patch`,
+    each value different; returns the datagrams and the last value sent to each ``(node, param)``."""
+    import struct
+
+    out, last = [], {}
+    heads = [(f"/{node}/{param}".encode().ljust((len(node) + len(param) + 2) // 4 * 4 + 4, b"\0") + b",f\0\0",
+              node, param, lo, hi) for node, param, lo, hi in _LIVE_RANGES]
+    for i in range(n):
+        head, node, param, lo, hi = heads[i % len(heads)]
+        v = float(np.float32(lo + (hi - lo) * (((i * 7919) % 10007) / 10007.0)))
+        out.append(head + struct.pack(">f", v))
+        last[(node, param)] = v
+    return out, last
+
+
+def _live_player(spec: dict, block_size: int, **options):
+    from . import load_patch
+    from .realtime import Player, make_engine
+
+    return Player(make_engine(load_patch(spec), block_size=block_size), "null", **options)
+
+
+def pace(sock, target, packets, rate: float, clock=time.perf_counter) -> dict:
+    """Send ``packets`` to ``target`` at ``rate`` per second on absolute deadlines (packet ``k`` at
+    ``t0 + k / rate``): a sender held up (a loaded machine) sends what is due at once and keeps the
+    average rate, where ``sleep(1 / rate)`` per packet would drift. Returns seconds taken and the
+    largest lag behind the schedule."""
+    n = len(packets)
+    t0 = clock()
+    k, lag = 0, 0.0
+    while k < n:
+        now = clock()
+        due = min(n, int((now - t0) * rate) + 1)
+        if k < due:
+            lag = max(lag, now - (t0 + k / rate))
+        while k < due:
+            sock.sendto(packets[k], target)
+            k += 1
+        if k < n:
+            wait = t0 + k / rate - clock()
+            if wait > 0:
+                time.sleep(wait)
+    return {"seconds": clock() - t0, "max_lag_s": lag}
+
+
+def _wait_for(server, key: str, n: int, timeout: float) -> float:
+    """Seconds until ``server.stats[key]`` reaches ``n`` (or the timeout passes)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if server.stats[key] >= n:
+            break
+        time.sleep(0.001)
+    return time.perf_counter() - t0
+
+
+def live_throughput(rate: float = LIVE_RATE, seconds: float = LIVE_SECONDS, block_size: int = LIVE_BLOCK) -> dict:
+    """Param messages to :func:`live_patch` played in real time: ``rate`` per second for ``seconds``.
+
+    A sender thread paces the messages (:func:`pace`) to an :class:`~patchlib.osc.OscServer` on
+    127.0.0.1 driving a :class:`~patchlib.realtime.Player` on the null backend. Returns ``sent``,
+    ``received``, ``applied``, ``lost`` (sent - applied), ``underruns``, ``errors``, ``kernel_drops``,
+    ``backlog`` (messages not yet received as the last left), ``drain_s`` (until all were received),
+    ``send_s``, ``achieved_rate``, ``max_lag_s`` (the sender's), ``final_ok`` (every param's target
+    is the last value sent to it), ``blocks``, ``rcvbuf``.
+    """
+    import socket
+    import threading
+
+    from .osc import OscServer
+
+    n = int(round(rate * seconds))
+    packets, last = live_messages(n)
+    player = _live_player(live_patch(block_size), block_size)
+    res: dict = {}
+    gc.collect()  # a full collection now rather than in the middle of the run (tens of ms with torch loaded)
+    with player, OscServer(player, port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            time.sleep(0.1)
+            sender = threading.Thread(target=lambda: res.update(pace(cli, server.address, packets, rate)),
+                                      name="live-sender")
+            sender.start()
+            sender.join()
+            res["backlog"] = n - server.stats["received"]
+            res["drain_s"] = _wait_for(server, "applied", n, timeout=10.0)
+            time.sleep(3 * player.period + 0.02)  # the last events reach the engine
+        finally:
+            cli.close()
+        st = server.stats
+    ps = player.engine.params
+    final_ok = all(abs(float(ps[node][param].state[3]) - v) <= 1e-6 * max(1.0, abs(v)) for (node, param), v in
+                   last.items())
+    pst = player.stats()
+    return {"rate": float(rate), "seconds": float(seconds), "block_size": int(block_size), "nodes": LIVE_NODES,
+            "params": len(last), "sent": n, "received": st["received"], "applied": st["applied"],
+            "lost": n - st["applied"], "errors": st["errors_total"], "kernel_drops": st["kernel_drops"],
+            "rcvbuf": st["rcvbuf"], "underruns": pst["underruns"], "late_events": pst["late_events"],
+            "blocks": pst["blocks"], "load": pst["load"], "backlog": res["backlog"], "drain_s": res["drain_s"],
+            "send_s": res["seconds"], "achieved_rate": n / res["seconds"], "max_lag_s": res["max_lag_s"],
+            "final_ok": final_ok}
+
+
+def live_max_rate(rates=LIVE_RATES, seconds: float = LIVE_RATE_SECONDS, block_size: int = LIVE_BLOCK) -> dict:
+    """The highest of ``rates`` sustained for ``seconds``: none lost, no underrun, the server at most
+    :data:`LIVE_KEEP_UP_S` behind as the last message leaves. Stops at the first rate that fails (or
+    that the sender itself cannot reach). Returns ``best`` and ``runs`` (:func:`live_throughput` each)."""
+    runs, best = [], None
+    for rate in rates:
+        r = live_throughput(rate, seconds, block_size)
+        r["kept_up"] = r["backlog"] <= rate * LIVE_KEEP_UP_S
+        r["sender_limited"] = r["achieved_rate"] < 0.95 * rate
+        r["sustained"] = r["lost"] == 0 and r["underruns"] == 0 and r["kept_up"] and not r["sender_limited"]
+        runs.append(r)
+        if not r["sustained"]:
+            break
+        best = rate
+    return {"best": best, "runs": runs}
+
+
+def live_latency(block_size: int = LIVE_BLOCK, trials: int = 16, seed: int = 0) -> dict:
+    """OSC-to-sound latency: ``/osc/freq 880`` to a 440 Hz sine played in real time (null backend).
+
+    Per trial, a fresh player runs ~0.1 s, then the message leaves at a random point of a block; the
+    latency is the first output frame that departs from the 440 Hz sine (by more than 1e-3: a few
+    samples into the param's smoothing) minus the frame sounding when it left (``player.frame_at``).
+    Returns frames per trial and their min / median / max, in frames, blocks and ms.
+    """
+    import random
+    import socket
+
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from .osc import OscServer
+
+    rng = random.Random(seed)
+    b = OscMessageBuilder("/osc/freq")
+    b.add_arg(880.0, "f")
+    dgram = b.build().dgram
+    spec = {"sample_rate": SAMPLE_RATE, "nodes": {"osc": {"type": "sine", "freq": 440.0}}, "out": "osc"}
+    frames, discarded = [], 0
+    for _ in range(3 * trials):  # a trial with an underrun (its clock slipped) is run again
+        if len(frames) >= trials:
+            break
+        player = _live_player(spec, block_size, record_seconds=1.0)
+        with player, OscServer(player, port=0) as server:
+            cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            time.sleep(0.08 + rng.random() * player.period)
+            t = player.clock()
+            sent_at = player.frame_at(t)
+            cli.sendto(dgram, server.address)
+            time.sleep(0.05 + 3 * player.period)
+            cli.close()
+        y = player.backend.recording()[0]
+        ref = np.sin(2 * np.pi * 440.0 * np.arange(y.size) / SAMPLE_RATE).astype(np.float32)
+        diff = np.flatnonzero(np.abs(y - ref) > 1e-3)
+        if diff.size and player.underruns == 0:
+            frames.append(int(diff[0]) - sent_at)
+        else:
+            discarded += 1
+    out = {"block_size": int(block_size), "trials": trials, "frames": frames, "discarded": discarded}
+    if frames:
+        for k, v in (("min", min(frames)), ("median", float(np.median(frames))), ("max", max(frames))):
+            out[k] = {"frames": v, "blocks": v / block_size, "ms": 1e3 * v / SAMPLE_RATE}
+    return out
+
+
+def malformed_packets(n: int, seed: int = 0) -> list[bytes]:
+    """``n`` malformed OSC packets of eight kinds, in turn: cut messages, random bytes, a cut float,
+    unknown type tags, garbage bundles, bundles holding junk, lengths not a multiple of 4, oversized."""
+    import random
+
+    rng = random.Random(seed)
+    good = b"/osc/freq\0\0\0,f\0\0" + b"\x43\xdc\x00\x00"
+    out = []
+    for i in range(n):
+        kind = i % 8
+        if kind == 0:
+            p = good[:4 * rng.randrange(1, 4)]  # cut at a word: the type tags or the float missing
+        elif kind == 1:
+            p = bytes([rng.choice(b"abcXYZ\x00\x01\xff")]) + rng.randbytes(4 * rng.randrange(0, 16) + 3)
+        elif kind == 2:
+            p = good[:-4] + b"\x00\x00\x00\x00" + rng.randbytes(4)  # 2 floats' bytes for one 'f'
+        elif kind == 3:
+            p = b"/osc/freq\0\0\0,xq\0" + rng.randbytes(8)  # type tags nobody knows
+        elif kind == 4:
+            p = b"#bundle\0" + rng.randbytes(4 * rng.randrange(0, 10))
+        elif kind == 5:
+            p = b"#bundle\0" + b"\0" * 7 + b"\x01" + b"\0\0\0\x08" + b"junkjunk"
+        elif kind == 6:
+            p = good + rng.randbytes(rng.choice((1, 2, 3)))
+        else:
+            p = good + b"\0" * 20000
+        out.append(p)
+    return out
+
+
+def live_robustness(n: int = LIVE_BAD_PACKETS, rate: float = LIVE_BAD_RATE, block_size: int = LIVE_BLOCK) -> dict:
+    """``n`` malformed packets (:func:`malformed_packets`) at ``rate`` per second to a sine played in
+    real time, then ``/osc/freq 660``. Returns the server's counts (``bad_packets``, ``dropped``,
+    ``errors`` by kind, ``replies``, ``replies_suppressed``, ``kernel_drops``), the player's
+    ``underruns`` and ``blocks`` against the blocks the elapsed time holds, the output's RMS during
+    the flood (a sine: 0.707), and ``control_after`` (the set after the flood was applied)."""
+    import socket
+
+    from .osc import OscServer
+
+    packets = malformed_packets(n)
+    spec = {"sample_rate": SAMPLE_RATE, "nodes": {"osc": {"type": "sine", "freq": 440.0}}, "out": "osc"}
+    seconds = n / rate
+    player = _live_player(spec, block_size, record_seconds=seconds + 5.0)
+    with player, OscServer(player, port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            time.sleep(0.1)
+            b0, t0 = player.blocks_played, time.perf_counter()
+            sent = pace(cli, server.address, packets, rate)
+            wait = _wait_for(server, "received", n, timeout=10.0)
+            elapsed, blocks = time.perf_counter() - t0, player.blocks_played - b0
+            cli.sendto(b"/osc/freq\0\0\0,f\0\0" + np.array([660.0], ">f4").tobytes(), server.address)
+            _wait_for(server, "applied", 1, timeout=2.0)
+            time.sleep(3 * player.period + 0.02)
+        finally:
+            cli.close()
+        st = server.stats
+    y = player.backend.recording()[0]
+    flood = y[-int((elapsed + 0.1) * SAMPLE_RATE):-int(0.05 * SAMPLE_RATE)]
+    return {"packets": n, "rate": float(rate), "send_s": sent["seconds"], "drain_s": wait,
+            "received": st["received"], "bad_packets": st["bad_packets"], "dropped": st["dropped"],
+            "errors": st["errors"], "replies": st["replies"], "replies_suppressed": st["replies_suppressed"],
+            "kernel_drops": st["kernel_drops"], "underruns": player.underruns, "blocks": blocks,
+            "blocks_due": elapsed / player.period, "rms": _rms(flood), "finite": bool(np.isfinite(y).all()),
+            "control_after": st["applied"] == 1 and float(player.engine.params["osc"]["freq"].state[3]) == 660.0}
+
+
+def live_bundle_timing(block_size: int = LIVE_BLOCK, bundles: int = 20, ahead: float = 0.05,
+                       spacing: float = 0.1) -> dict:
+    """Timetagged bundles on a patch played in real time: ``bundles`` bundles, each stamped ``ahead``
+    seconds after it leaves (wall clock, NTP, as a controller would), each making a ``constant`` node
+    jump. The error of a bundle is the frame where its jump sounds minus the frame the player's clock
+    puts at its timetag (``player.frame_at``). Returns the errors in samples (and ``late``)."""
+    import socket
+
+    from pythonosc.osc_bundle_builder import OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from .osc import OscServer, wall_offset
+
+    spec = {"sample_rate": SAMPLE_RATE, "nodes": {"c": {"type": "constant", "value": 0.0}}, "out": "c"}
+    player = _live_player(spec, block_size, record_seconds=bundles * spacing + 2.0)
+    intended = []
+    with player, OscServer(player, port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            time.sleep(0.1)
+            for k in range(bundles):
+                offset = wall_offset(player.clock)  # the sender's own reading of wall - player clock
+                t = player.clock() + ahead
+                intended.append(player.frame_at(t))
+                m = OscMessageBuilder("/c/value/ramp")
+                m.add_arg(0.5 if k % 2 == 0 else -0.5, "f")
+                m.add_arg(0.0, "f")
+                bb = OscBundleBuilder(t + offset)
+                bb.add_content(m.build())
+                cli.sendto(bb.build().dgram, server.address)
+                time.sleep(spacing)
+            time.sleep(ahead + 3 * player.period)
+        finally:
+            cli.close()
+        st = server.stats
+    y = player.backend.recording()[0]
+    jumps = np.flatnonzero(np.abs(np.diff(y)) > 0.25) + 1  # jumps of 0.5 and 1
+    errors = [int(j) - f for j, f in zip(jumps, intended)] if len(jumps) == bundles else []
+    return {"block_size": int(block_size), "bundles": bundles, "ahead_s": ahead, "found": int(len(jumps)),
+            "errors": errors, "max_abs": max((abs(e) for e in errors), default=None),
+            "mean_abs": float(np.mean(np.abs(errors))) if errors else None, "late": st["late"],
+            "underruns": player.underruns}
+
+
+def live_baseline(seconds: float = LIVE_SECONDS, block_size: int = LIVE_BLOCK) -> dict:
+    """The control for the throughput run: :func:`live_patch` played as long with no OSC at all; its
+    underruns are the machine's (other processes), not OSC's."""
+    player = _live_player(live_patch(block_size), block_size)
+    gc.collect()
+    with player:
+        time.sleep(seconds)
+    st = player.stats()
+    return {"seconds": float(seconds), "underruns": st["underruns"], "blocks": st["blocks"],
+            "compute_max_s": st["compute_max_s"]}
+
+
+def run_live(block_sizes=(64, 256), say=print, repeats: int = 2) -> dict:
+    """The live workload: latency and bundle timing per block size; throughput and robustness at 256.
+
+    The issue's throughput run is made up to ``repeats`` times, until one has no underrun (the best
+    counts, as for every figure of the bench; every attempt must lose nothing), then the same player
+    plays as long without OSC (:func:`live_baseline`) for comparison."""
+    sec: dict = {"title": TITLES["live"], "engines": ["patchlib"], "blocks": {}, "errors": {}}
+    for bs in block_sizes:
+        lat = live_latency(bs)
+        sec["blocks"][bs] = {"latency": lat}
+        if "median" in lat:
+            say(f"  block {bs:5d}: OSC-to-sound latency min/median/max {lat['min']['frames']}/"
+                f"{lat['median']['frames']:.0f}/{lat['max']['frames']} frames = "
+                f"{lat['min']['ms']:.2f}/{lat['median']['ms']:.2f}/{lat['max']['ms']:.2f} ms "
+                f"({lat['median']['blocks']:.2f} blocks median, {len(lat['frames'])} of {lat['trials']} trials)")
+        bt = live_bundle_timing(bs)
+        sec["blocks"][bs]["bundles"] = bt
+        say(f"  block {bs:5d}: bundle timing error: max {bt['max_abs']} samples, mean {_fmt(bt['mean_abs'], '', 2)}"
+            f" ({bt['found']} of {bt['bundles']} bundles found, {bt['late']} late)")
+    attempts = []
+    for _ in range(max(1, int(repeats))):
+        attempts.append(live_throughput())
+        if attempts[-1]["underruns"] == 0:
+            break
+    t = min(attempts, key=lambda r: (r["lost"] > 0, r["underruns"]))
+    t["attempts"] = [{k: r[k] for k in ("lost", "underruns", "kernel_drops")} for r in attempts]
+    t["lost_any"] = sum(r["lost"] for r in attempts)
+    sec["throughput"] = t
+    say(f"  {t['rate']:.0f} msg/s x {t['seconds']:g} s to {t['nodes']} nodes: sent {t['sent']}, received "
+        f"{t['received']}, applied {t['applied']}, lost {t['lost']}, underruns {t['underruns']}, kernel drops "
+        f"{t['kernel_drops']}, final values {'right' if t['final_ok'] else 'WRONG'} (attempts: "
+        + ", ".join(f"lost {a['lost']} underruns {a['underruns']}" for a in t["attempts"]) + ")")
+    base = live_baseline()
+    sec["baseline"] = base
+    say(f"  the same player without OSC for {base['seconds']:g} s: underruns {base['underruns']}")
+    m = live_max_rate()
+    sec["max_rate"] = m
+    for r in m["runs"]:
+        say(f"  {r['rate']:.0f} msg/s x {r['seconds']:g} s: achieved {r['achieved_rate']:.0f}/s, lost {r['lost']}, "
+            f"underruns {r['underruns']}, behind {r['backlog']} as the last left -> "
+            f"{'sustained' if r['sustained'] else 'not sustained'}")
+    from .live import measure_edits
+
+    sec["edits"] = {}
+    for bs in block_sizes:
+        e = measure_edits(100, block_size=bs)
+        sec["edits"][bs] = e
+        say(f"  block {bs:5d}: 100 random live edits in {100 / e['edits_per_s']:.1f} s ({e['edit_ms_mean']:.0f} ms "
+            f"each, max {e['edit_ms_max']:.0f}), underruns {e['underruns']} in {e['blocks']} blocks, largest step "
+            f"at a swap {e['step_ratio']:.2f}x the signal's own; {e['refused']} invalid edits refused")
+    rb = live_robustness()
+    sec["robustness"] = rb
+    say(f"  {rb['packets']} malformed packets: {rb['bad_packets']} counted bad ({rb['dropped']} dropped), "
+        f"underruns {rb['underruns']}, blocks {rb['blocks']} of {rb['blocks_due']:.0f} due, output RMS "
+        f"{rb['rms']:.3f}, control after: {rb['control_after']}")
+    return sec
+
+
+def _live_targets(sec: dict) -> list[dict]:
+    out = []
+    t = sec.get("throughput")
+    if t:
+        ok = t["lost_any"] == 0 and t["underruns"] == 0 and t["final_ok"]
+        out.append({"workload": "live", "goal": 0, "unit": "lost", "measured": t["lost"], "met": ok,
+                    "what": f"live: {LIVE_RATE} param messages/s for {LIVE_SECONDS:g} s to a {LIVE_NODES}-node "
+                            f"patch: none lost, no underrun (underruns: {t['underruns']})"})
+    r = sec.get("robustness")
+    if r:
+        ok = r["bad_packets"] == r["packets"] and r["underruns"] == 0 and r["control_after"]
+        out.append({"workload": "live", "goal": 0, "unit": "uncounted", "measured": r["packets"] - r["bad_packets"],
+                    "met": ok, "what": f"live: {r['packets']:,} malformed packets all counted, no underrun, "
+                                       f"control works after (underruns: {r['underruns']})"})
+    return out
+
+
+def _live_text(res: dict, sec: dict) -> list[str]:
+    """The "Live" section of the report."""
+    t, m, rb = sec["throughput"], sec["max_rate"], sec["robustness"]
+    L = ["A `Player` on the null backend (paced by the real clock, 48 kHz: blocks computed on time or counted "
+         "as underruns, no sound device), an `OscServer` on 127.0.0.1 and a client socket in the same process, "
+         "all on real UDP sockets; not pinned to one core (audio, receive, reply and sender threads run as they "
+         "would live). Senders pace on absolute deadlines (`patchlib.bench.pace`). "
+         f"Socket receive buffer granted: {t['rcvbuf']:,} bytes.", "",
+         "### OSC-to-sound latency", "",
+         "`/osc/freq 880` to a 440 Hz sine: the first output frame that departs from the 440 Hz sine (by more than "
+         "1e-3, a few samples into the param's 10 ms smoothing) minus the frame sounding when the message left "
+         "(`player.frame_at(clock())`). It holds the wait for the next block boundary (0 to 1 block), the null "
+         "sink's own output latency (1 block, as a sound card's buffer) and the receive path. "
+         f"{sec['blocks'][next(iter(sec['blocks']))]['latency']['trials']} trials per block size, each on a "
+         "fresh player and sent at a random point of a block; a trial whose player underran (its clock "
+         "slipped) is run again (discarded: "
+         + ", ".join(f"{c['latency']['discarded']} at block {bs}" for bs, c in sec["blocks"].items()) + ").", "",
+         "| block | min frames | median frames | max frames | median blocks | min ms | median ms | max ms |",
+         "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for bs, c in sec["blocks"].items():
+        lat = c["latency"]
+        if "median" not in lat:
+            L.append(f"| {bs} | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+            continue
+        L.append(f"| {bs} | {lat['min']['frames']} | {lat['median']['frames']:.0f} | {lat['max']['frames']} | "
+                 f"{lat['median']['blocks']:.2f} | {lat['min']['ms']:.2f} | {lat['median']['ms']:.2f} | "
+                 f"{lat['max']['ms']:.2f} |")
+    L += ["", "### Throughput", "",
+          f"The issue's run: {t['rate']:.0f} set messages per second for {t['seconds']:g} s ({t['sent']:,} "
+          f"messages), round-robin over the {t['params']} params of a {t['nodes']}-node patch (9 saws → 9 "
+          f"lowpasses → mix → gain, `patchlib.bench.live_patch`), block {t['block_size']}: "
+          f"**received {t['received']:,}, applied {t['applied']:,}, lost {t['lost']}, underruns {t['underruns']}**, "
+          f"kernel drops {t['kernel_drops']}, errors {t['errors']}; every param's target is the last value sent "
+          f"to it: {'yes' if t['final_ok'] else '**no**'}. The sender kept {t['achieved_rate']:.0f} msg/s (at "
+          f"most {t['max_lag_s'] * 1e3:.1f} ms behind its schedule); the server was {t['backlog']} message(s) "
+          f"behind as the last left; audio load {100 * t['load']:.1f} % of the block period. Attempts (up to "
+          "the bench's repeats, until one has no underrun; the best counts, nothing may be lost in any): "
+          + "; ".join(f"lost {a['lost']}, underruns {a['underruns']}" for a in t["attempts"])
+          + f". The same player with no OSC at all for {sec['baseline']['seconds']:g} s, right after: "
+          f"underruns {sec['baseline']['underruns']}.", "",
+          f"Highest rate sustained for {LIVE_RATE_SECONDS:g} s (none lost, no underrun, the server at most "
+          f"{LIVE_KEEP_UP_S * 1e3:.0f} ms behind as the last message leaves), trying "
+          + ", ".join(f"{r:,}" for r in LIVE_RATES) + f" msg/s in turn: **{_fmt(m['best'], ' msg/s', 0)}**.", "",
+          "| rate msg/s | achieved | lost | underruns | behind at the end | kernel drops | sustained |",
+          "|---:|---:|---:|---:|---:|---:|:---:|"]
+    for r in m["runs"]:
+        L.append(f"| {r['rate']:,.0f} | {r['achieved_rate']:,.0f} | {r['lost']} | {r['underruns']} | {r['backlog']} "
+                 f"| {r['kernel_drops']} | {'yes' if r['sustained'] else 'no'} |")
+    errs = ", ".join(f"{k} {v:,}" for k, v in rb["errors"].items())
+    L += ["", "### Robustness", "",
+          f"{rb['packets']:,} malformed packets (cut messages, random bytes, a cut float, unknown type tags, "
+          "garbage bundles, bundles holding junk, lengths not a multiple of 4, 20 kB packets; "
+          f"`patchlib.bench.malformed_packets`) at {rb['rate']:,.0f}/s to a sine playing at block {LIVE_BLOCK}: "
+          f"**{rb['bad_packets']:,} counted bad** ({rb['dropped']:,} dropped unparsed; by kind: {errs}), "
+          f"{rb['replies']} `/error` replies sent and {rb['replies_suppressed']:,} suppressed by the rate limit, "
+          f"kernel drops {rb['kernel_drops']}; **underruns {rb['underruns']}**, {rb['blocks']} blocks played "
+          f"of {rb['blocks_due']:.0f} due in the time, output RMS during the flood {rb['rms']:.3f} (the sine: "
+          f"0.707); `/osc/freq 660` after it: {'applied' if rb['control_after'] else '**not applied**'}.", "",
+          "### Bundle timing", "",
+          "Bundles stamped 50 ms after they leave (wall clock, as a controller stamps its gestures), 0.1 s apart, "
+          "each making a `constant` jump: the error is the frame where the jump sounds minus the frame the "
+          "player's clock puts at the timetag.", "",
+          "| block | bundles found | late | max abs error (samples) | mean abs error (samples) |",
+          "|---:|---:|---:|---:|---:|"]
+    for bs, c in sec["blocks"].items():
+        bt = c["bundles"]
+        L.append(f"| {bs} | {bt['found']} of {bt['bundles']} | {bt['late']} | "
+                 f"{'n/a' if bt['max_abs'] is None else bt['max_abs']} | {_fmt(bt['mean_abs'], '', 2)} |")
+    if sec.get("edits"):
+        L += ["", "### Live graph edits", "",
+              "100 random valid edits sent back to back while the patch plays (`patchlib.live.measure_edits`: add "
+              "a sine, triangle or LFO, connect one to the mixer, remove one, change the filter's q; each compiled "
+              "off the audio thread, swapped in with a 20 ms crossfade, the unchanged nodes taking over their "
+              "state), then 100 invalid ones. The step ratio is the largest sample-to-sample step in any swap's "
+              "block and crossfade over the largest elsewhere: 1 or a little more means no click (an abrupt start "
+              "of a source would be about 10). Underruns come from the compile's Python work taking the "
+              "interpreter lock from the audio thread: the player lowers the switch interval to 0.1 ms while "
+              "playing, but small blocks leave little margin on two shared cores.", "",
+              "| block | edit time mean ms | max ms | edits/s | underruns | blocks | step ratio | invalid refused |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for bs, e in sec["edits"].items():
+            L.append(f"| {bs} | {e['edit_ms_mean']:.1f} | {e['edit_ms_max']:.1f} | {e['edits_per_s']:.1f} | "
+                     f"{e['underruns']} | {e['blocks']} | {e['step_ratio']:.2f} | {e['refused']} of 100 |")
+    L += ["", "Targets:", ""] + _targets_table(sec["targets"])
+    return L
+
+
 # --------------------------------------------------------------------- start-up
 _STARTUP_CODE = r"""
 import time
@@ -922,6 +1428,8 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
     start = None
     with _one_core() as core:
         for w in workloads:
+            if w == "live":
+                continue  # after, unpinned: its threads run as they would live
             say(f"{TITLES[w].lower()}: " + {
                 "voices": f"{VOICES} saws -> swept resonant lowpasses -> mix",
                 "strings": f"{STRINGS} plucked strings, each plucked every {RETRIGGER:g} s -> mix",
@@ -935,18 +1443,26 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
         if startup:
             try:
                 # the DSP patches' start-up (a neural patch adds torch's import, a second or two, by design)
-                start = measure_startup(repeats, tuple(w for w in workloads if w != "neural") or ("voices",))
+                start = measure_startup(repeats, tuple(w for w in workloads if w in ("voices", "strings"))
+                                        or ("voices",))
                 say(f"start-up (warm numba cache): import {start['import']:.2f} s, build {start['build']:.3f} s, "
                     f"first block {start['first_block'] * 1e3:.1f} ms, total {start['total']:.2f} s "
                     f"({start['process']:.2f} s with the interpreter)")
             except Exception as exc:
                 errors["startup"] = f"{type(exc).__name__}: {exc}"
                 say(f"  start-up: n/a ({errors['startup']})")
+    if "live" in workloads:
+        say(f"{TITLES['live'].lower()}: a player on the null backend driven over OSC on 127.0.0.1 (not pinned): "
+            f"latency, {LIVE_RATE} msg/s x {LIVE_SECONDS:g} s, the highest sustained rate, "
+            f"{LIVE_BAD_PACKETS:,} malformed packets, bundle timing")
+        sections["live"] = run_live(block_sizes, say, repeats)
+    sections = {w: sections[w] for w in workloads}  # report order
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     targets = []
     for w, sec in sections.items():
-        sec["targets"] = _neural_targets(sec) if w == "neural" else _targets(w, sec["blocks"])
+        sec["targets"] = (_neural_targets(sec) if w == "neural" else _live_targets(sec) if w == "live"
+                          else _targets(w, sec["blocks"]))
         targets += sec["targets"]
         for e, why in sec["errors"].items():
             errors[e if w == "voices" else f"{w}/{e}"] = why
@@ -1109,6 +1625,9 @@ def report(res: dict) -> str:
         if w == "neural":
             L += ["", f"## {sec['title']}", ""] + _neural_text(res, sec)
             continue
+        if w == "live":
+            L += ["", f"## {sec['title']}", ""] + _live_text(res, sec)
+            continue
         L += ["", f"## {sec['title']}", "", _patch_text(w, res), ""]
         L += _results_table(w, sec)
         if sec["errors"]:
@@ -1132,13 +1651,16 @@ def report(res: dict) -> str:
         elif "startup" in res["errors"]:
             L += [f"n/a ({res['errors']['startup']})", ""]
         L += _targets_table(st)
-    L += ["", "## What each engine runs"]
-    if any(w != "neural" for w in res["workloads"]):
+    if any(w != "live" for w in res["workloads"]):
+        L += ["", "## What each engine runs"]
+    if any(w in ("voices", "strings") for w in res["workloads"]):
         L += ["", "pyo renders whole buffers; its ×RT counts the frames it rendered (the same as the others when the "
               "duration is a multiple of the block, as 30 s at 64 and 256 is). pyo runs in a subprocess (one "
               "server per process) on its offline server, `Server.start()` timed, which renders the whole "
               "duration synchronously into a WAV file."]
     for w, sec in res["workloads"].items():
+        if w == "live":
+            continue  # described in its own section
         L += ["", f"### {sec['title']}", ""]
         if w == "neural":
             L += ["- **fast:** the `pedal` node with `engine: fast`: per block one numba kernel call per WaveNet "
@@ -1192,6 +1714,7 @@ def report(res: dict) -> str:
           "patchlib bench --workloads strings --seconds 5 --output -     # one workload, print only",
           "patchlib bench --workloads neural --seconds 5 --no-startup --output -   # the neural pedals",
           "patchlib bench --seconds 5 --block-sizes 64,256,1024 --output /tmp/bench.md",
+          "patchlib bench --workloads live --no-startup --output -     # OSC live figures (about a minute)",
           "```", "",
           "The figures depend on the machine and on its load; compare ratios rather than absolute speeds "
           "across machines.", ""]

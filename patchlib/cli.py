@@ -105,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                    most 10 s rendered), one thread; and the diode_clipper (oversample 4, 2)
                    and the riff alone. Per row: xRT, fast/torch, multiply-adds per sample,
                    GFLOP/s and its share of the one-thread float32 peak measured in the run.
+          live     a patch played in real time (null backend) under OSC: latency, 5000 param
+                   messages/s for 10 s to 20 nodes, the highest rate sustained, 10,000 malformed
+                   packets, bundle timing, and 100 random live graph edits (unpinned)
 
-        Targets, checked and reported as met / NOT met / n/a: voices patchlib/pyo >= 1.0 at
+        Targets, checked and reported as met / NOT met / n/a: live: none lost and no underrun
+        at 5000 msg/s, every malformed packet counted; voices patchlib/pyo >= 1.0 at
         block 256 and >= 0.7 at block 64, and faster than scipy; strings patchlib/pyo >= 2.0 at
         blocks 64 and 256; neural at block 64, fast engine: overdrive.pt >= 10x real time,
         standard WaveNet >= 5x, LSTM >= 10x; start-up (import + first block of each DSP
@@ -122,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         """))
     b.add_argument("--seconds", type=float, default=30.0, help="audio seconds per measurement (default 30)")
     b.add_argument("--block-sizes", default="64,256", help="comma-separated (default 64,256)")
-    b.add_argument("--workloads", default="voices,strings,neural",
-                   help="comma-separated, from voices, strings, neural (default all)")
+    b.add_argument("--workloads", default="voices,strings,neural,live",
+                   help="comma-separated, from voices, strings, neural, live (default all)")
     b.add_argument("--repeats", type=int, default=2, metavar="N", help="runs per figure, the best counts (default 2)")
     b.add_argument("--output", default="docs/benchmarks.md", help="Markdown report to write ('-' for none)")
     b.add_argument("--no-pyo", action="store_true", help="skip the pyo comparison (its targets become n/a)")
@@ -245,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--osc-port", type=int, nargs="?", const=9000, metavar="PORT",
                     help="listen for OSC on this UDP port (9000 if no PORT given)")
     pl.add_argument("--host", default="127.0.0.1", help="address the OSC server binds (default 127.0.0.1: this machine only)")
+    pl.add_argument("--osc-tcp", action="store_true",
+                    help="also accept OSC over TCP on the same port number (SLIP framing, OSC 1.1: python-osc's "
+                         "TCPClient); replies go back on the connection")
     pl.add_argument("--block-size", type=int, metavar="N", help="frames per block (default: the patch's); smaller is "
                                                                 "less latency and more risk of underruns")
     pl.add_argument("--sample-rate", type=int, metavar="R", help="override the patch's sample rate")
@@ -476,9 +483,11 @@ def cmd_play(a) -> int:
             print(f"note: {note}", file=sys.stderr)
         server = None
         if osc_cls is not None:
-            server = stack.enter_context(osc_cls(player, host=a.host, port=a.osc_port))
+            server = stack.enter_context(osc_cls(player, host=a.host, port=a.osc_port,
+                                                 **({"tcp": True} if a.osc_tcp else {})))
             server.on_edit = live.handle
-            print(f"OSC on udp://{a.host}:{server.port}")
+            print(f"OSC on udp://{a.host}:{server.port}"
+                  + (f" and tcp://{a.host}:{server.tcp_port}" if a.osc_tcp else ""))
         if a.watch:
             live.watch()
             stack.callback(live.stop_watching)

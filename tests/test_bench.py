@@ -100,7 +100,7 @@ def test_unknown_workload_is_an_error():
         bench.run(seconds=0.1, output=None, workloads="voices,drums", quiet=True)
     assert bench._workloads("strings, voices") == ("voices", "strings")
     assert bench._workloads("neural,voices") == ("voices", "neural")
-    assert bench.WORKLOADS == ("voices", "strings", "neural")  # the default run has all three
+    assert bench.WORKLOADS == ("voices", "strings", "neural", "live")  # the default run has all four
 
 
 def test_patch_is_the_voice_bank():

@@ -1,6 +1,8 @@
-"""OSC server on real UDP sockets (127.0.0.1, ephemeral ports), engine blocks rendered by hand."""
+"""OSC server on real UDP and TCP sockets (127.0.0.1, ephemeral ports), engine blocks rendered by hand;
+and on a real player in real time (latency, throughput)."""
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -8,13 +10,16 @@ import time
 
 import numpy as np
 import pytest
+from pythonosc import slip
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.tcp_client import TCPClient
 
 import patchlib
 from conftest import rms, zero_crossing_freq
-from patchlib.osc import OscError, OscServer, resolve_patch_path
+from patchlib import bench
+from patchlib.osc import OscError, OscServer, match_addresses, resolve_patch_path
 
 SR = 48000
 PATCH = {"nodes": {"osc": {"type": "sine", "freq": 440}, "c": {"type": "constant", "value": 0.0},
@@ -308,3 +313,238 @@ def test_with_the_real_player_a_set_sounds_within_a_block_plus_the_smoothing():
     # the next block boundary); the smoothing then glides to the target within ``smooth`` seconds
     assert 0 < first and first - sent_at <= 2 * 256, (first, sent_at)
     assert abs(zero_crossing_freq(y[first + int(smooth * SR) + 256:first + int(smooth * SR) + 4096], SR) - 880) < 2
+
+
+# ---------------------------------------------------------------- address patterns
+VOICES = {"nodes": {"v1": {"type": "sine", "freq": 100}, "v2": {"type": "sine", "freq": 100},
+                    "v3": {"type": "sine", "freq": 100}, "lfo": {"type": "sine", "freq": 1},
+                    "mix": {"type": "mix", "in": ["v1", "v2", "v3"]}},
+          "out": "mix"}
+
+
+def test_pattern_matching_rules():
+    names = ["/v1/freq", "/v2/freq", "/v12/freq", "/lfo/freq", "/v1/freq/ramp", "/keys/3/osc/freq", "/keys/12/osc/freq"]
+    assert match_addresses("/v*/freq", names) == ["/v1/freq", "/v2/freq", "/v12/freq"]
+    assert match_addresses("/v?/freq", names) == ["/v1/freq", "/v2/freq"]
+    assert match_addresses("/v[12]/freq", names) == ["/v1/freq", "/v2/freq"]
+    assert match_addresses("/v[!1]*/freq", names) == ["/v2/freq"]
+    assert match_addresses("/v[0-1]*/freq", names) == ["/v1/freq", "/v12/freq"]
+    assert match_addresses("/{lfo,v2}/freq", names) == ["/v2/freq", "/lfo/freq"]
+    assert match_addresses("/*", names) == []  # '*' never crosses a '/'
+    assert match_addresses("/keys/*/osc/freq", names) == ["/keys/3/osc/freq", "/keys/12/osc/freq"]
+    assert match_addresses("/*/*/ramp", names) == ["/v1/freq/ramp"]
+    for bad in ("/v[1/freq", "/v{1/freq", "/v1]/freq", "/v[]/freq", "/" + "*" * 600):
+        with pytest.raises(OscError):
+            match_addresses(bad, names)
+    t0 = time.perf_counter()  # no backtracking blow-up on a hostile pattern
+    assert match_addresses("/" + "*a" * 100 + "b", ["/" + "a" * 60] * 200) == []
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_patterns_set_every_match_and_refuse_no_match():
+    engine = patchlib.Engine(patchlib.load_patch(VOICES), block_size=256)
+    with OscServer(FakePlayer(engine), port=0) as server:
+        cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cli.settimeout(2.0)
+        target = lambda n: engine.params[n]["freq"].state[3]  # noqa: E731
+        send(server, cli, msg("/v*/freq", 300.0))
+        wait(server, "applied", 3)
+        engine.process(256)
+        assert [target(n) for n in ("v1", "v2", "v3", "lfo")] == [300, 300, 300, 1]
+        send(server, cli, msg("/v[12]/freq/ramp", 500.0, 0.0), msg("/{v3,lfo}/freq", 2.0))
+        wait(server, "applied", 7)
+        engine.process(256)
+        assert [target(n) for n in ("v1", "v2", "v3", "lfo")] == [500, 500, 2, 2]
+        assert server.stats["errors_total"] == 0
+        send(server, cli, msg("/x*/freq", 1.0))
+        (address, args), = replies(cli)
+        assert address == "/error" and args[0] == "/x*/freq" and "matches" in args[1]
+        send(server, cli, msg("/v[1/freq", 1.0))
+        (address, args), = replies(cli)
+        assert address == "/error" and "malformed address pattern" in args[1]
+        send(server, cli, msg("/v?/freq", 1e9))  # each match refused and answered on its own
+        got = [replies(cli)[0] for _ in range(3)]
+        assert sorted(a[0] for _, a in got) == ["/v1/freq", "/v2/freq", "/v3/freq"]
+        assert server.stats["errors"]["out_of_range"] == 3 and server.stats["applied"] == 7
+        assert rms(engine.render(SR // 2)[0]) > 0.1  # still sounding
+        cli.close()
+
+
+# ---------------------------------------------------------------- notifications
+def test_notify_subscribers_get_every_set_and_ramp(rig):
+    engine, _, server, other = rig
+    sub = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sub.bind(("127.0.0.1", 0))
+    sub.settimeout(2.0)
+    sub.sendto(msg("/patch/notify", 1), server.address)
+    assert replies(sub) == [("/done", ["/patch/notify", 1])]
+    assert server.stats["subscribers"] == 1
+    send(server, other, msg("/osc/freq", 880.0))  # by another client
+    assert replies(sub, until="/param") == [("/param", ["osc", "freq", 880.0])]
+    send(server, other, msg("/env/trigger"), msg("/c/value/ramp", 0.5, 0.1))  # a trigger is no param change
+    assert replies(sub, until="/param") == [("/param", ["c", "value", 0.5])]
+    sub.sendto(msg("/osc/freq", 220.0), server.address)  # its own sets too
+    assert replies(sub, until="/param") == [("/param", ["osc", "freq", 220.0])]
+    send(server, other, msg("/osc/freq", 1e9))  # refused: nothing changed, nothing notified
+    assert replies(other)[0][0] == "/error"
+    sub.sendto(msg("/patch/notify", 0), server.address)
+    assert replies(sub) == [("/done", ["/patch/notify", 0])]
+    send(server, other, msg("/osc/freq", 330.0))
+    wait(server, "applied", 5)
+    sub.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        sub.recvfrom(65536)
+    other.sendto(msg("/patch/notify", 2), server.address)
+    (address, args), = replies(other)
+    assert address == "/error" and "1 (subscribe) or 0" in args[1]
+    assert server.stats["notifications"] == 3 and server.stats["subscribers"] == 0
+    sub.close()
+
+
+def test_notify_under_a_flood_keeps_the_last_value(rig):
+    engine, _, server, cli = rig
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)  # room for every notification: UDP drops none
+    cli.sendto(msg("/patch/notify", 1), server.address)
+    assert replies(cli)[0] == ("/done", ["/patch/notify", 1])
+    for i in range(3000):
+        cli.sendto(msg("/osc/freq", 100.0 + i), server.address)
+    wait(server, "applied", 3000)
+    last, deadline = None, time.monotonic() + 5
+    cli.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            m = OscMessage(cli.recvfrom(65536)[0])
+        except socket.timeout:
+            break
+        last = m.params
+    assert last == ["osc", "freq", 3099.0]
+    assert 1 <= server.stats["notifications"] <= 3000
+
+
+# ---------------------------------------------------------------- TCP
+class SlipReader:
+    """Decodes SLIP frames from a stream, keeping what follows a message for the next read."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def read(self, until="/done"):
+        """Messages up to an ``until`` or /error message."""
+        out = []
+        while True:
+            while slip.END in self.buf:
+                frame, _, self.buf = self.buf.partition(slip.END)
+                if frame:
+                    m = OscMessage(slip.decode(slip.END + frame + slip.END))
+                    out.append((m.address, m.params))
+                    if m.address in (until, "/error"):
+                        return out
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed"
+            self.buf += chunk
+
+
+def test_tcp_slip_same_dispatch_replies_on_the_connection():
+    engine = patchlib.Engine(patchlib.load_patch(PATCH), block_size=256)
+    with OscServer(FakePlayer(engine), port=0, tcp_port=0) as server:
+        host, port = server.tcp_address
+        with TCPClient(host, port) as client:  # python-osc's own client: OSC 1.1, SLIP
+            client.send(_built("/osc/freq", 880.0))
+            wait(server, "applied", 1)
+        engine.render(SR // 10)
+        assert zero_crossing_freq(engine.render(SR // 4)[0]) == pytest.approx(880.0, rel=1e-3)
+        conn = socket.create_connection((host, port), timeout=2.0)
+        reader = SlipReader(conn)
+        conn.sendall(slip.encode(msg("/patch/nodes")) + slip.encode(msg("/patch/notify", 1)))
+        r = reader.read()
+        assert r[-1] == ("/done", ["/patch/nodes", len(engine.nodes)]) and ("/patch/node", ["osc", "sine"]) in r
+        assert reader.read() == [("/done", ["/patch/notify", 1])]
+        # a packet split across writes, bytes that need escaping in the float, an unknown node
+        data = slip.encode(msg("/c/value", float(np.frombuffer(b"\xc0\xdb\x00\x00"[::-1], "<f4")[0])))
+        conn.sendall(data[:5])
+        time.sleep(0.05)
+        conn.sendall(data[5:])
+        assert reader.read(until="/param")[-1][:1] == ("/param",)
+        conn.sendall(slip.encode(msg("/nosuch/freq", 1.0)))
+        assert reader.read()[-1][0] == "/error"
+        # an oversized frame is dropped and counted; the stream goes on
+        conn.sendall(slip.END + b"/" * 40000 + slip.END + slip.encode(msg("/osc/freq", 440.0)))
+        wait(server, "applied", 3)
+        assert server.stats["errors"]["oversized"] == 1 and server.stats["tcp_clients"] == 1
+        conn.close()
+        t_end = time.monotonic() + 2
+        while server.stats["tcp_clients"] and time.monotonic() < t_end:
+            time.sleep(0.01)
+        assert server.stats["tcp_clients"] == 0 and server.stats["subscribers"] == 0
+
+
+def test_tcp_size_framing():
+    engine = patchlib.Engine(patchlib.load_patch(PATCH), block_size=256)
+    with OscServer(FakePlayer(engine), port=0, tcp=True, tcp_framing="size") as server:
+        assert server.tcp_address[1] == server.port  # tcp=True: the UDP port's number
+        conn = socket.create_connection(server.tcp_address, timeout=2.0)
+        packet = msg("/patch/params", "osc")
+        conn.sendall(len(packet).to_bytes(4, "big") + packet)
+        buf, got = b"", []
+        while not got or got[-1][0] != "/done":
+            buf += conn.recv(65536)
+            while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "big"):
+                n = int.from_bytes(buf[:4], "big")
+                m = OscMessage(buf[4:4 + n])
+                got.append((m.address, m.params))
+                buf = buf[4 + n:]
+        assert got[-1][1][:2] == ["/patch/params", len(got) - 1]
+        conn.sendall((10 ** 6).to_bytes(4, "big"))  # over max_packet: no way to resync, closed
+        conn.settimeout(2.0)
+        assert conn.recv(100) == b""
+        assert server.stats["errors"]["oversized"] == 1
+        conn.close()
+
+
+# ---------------------------------------------------------------- logging
+def test_bad_packets_never_reach_the_root_logger(rig, caplog):
+    engine, _, server, cli = rig
+    caplog.set_level(logging.DEBUG)
+    OscMessage(b"/a\x00\x00,x\x00\x00")  # python-osc on its own warns on the root logger for this
+    assert any("pythonosc" in r.pathname for r in caplog.records)
+    caplog.clear()
+    junk = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + b"\x00\x00\x00\x08" + b"junkjunk"
+    packets = [b"/osc/freq\x00\x00\x00,xq\x00\x00\x00\x00\x01", junk, b"/osc/freq\x00\x00\x00,[x]\x00\x00\x00\x00"]
+    for i in range(300):
+        cli.sendto(packets[i % 3], server.address)
+    wait(server, "received", 300)
+    assert [r for r in caplog.records if "pythonosc" in r.pathname or r.name == "root"] == []
+    s = server.stats
+    assert s["errors"] == {"malformed": 300} and s["dropped"] == 300
+
+
+# ---------------------------------------------------------------- throughput on a real player
+def _throughput(seconds, attempts=3):
+    """The run of ``bench.live_throughput``: nothing may ever be lost; an underrun fails only if every attempt
+    has one (on a loaded 2-core machine the player underruns now and then with no OSC at all: measured 2 in
+    10 s under a load average of 1.7; OSC that caused underruns would cause them in every attempt)."""
+    n = int(5000 * seconds)
+    runs = []
+    for _ in range(attempts):
+        r = bench.live_throughput(rate=5000, seconds=seconds, block_size=256)
+        why = {k: r[k] for k in ("sent", "received", "applied", "underruns", "kernel_drops", "rcvbuf", "errors",
+                                 "backlog", "max_lag_s", "load")}
+        assert r["sent"] == r["received"] == r["applied"] == n, why
+        assert r["lost"] == 0 and r["errors"] == 0 and r["kernel_drops"] in (0, -1), why
+        assert r["final_ok"]  # every param's target is the last value sent to it: none lost in the engine either
+        assert r["achieved_rate"] == pytest.approx(5000, rel=0.02)
+        runs.append(why)
+        if r["underruns"] == 0:
+            return
+    raise AssertionError(f"an underrun in each of {attempts} attempts: {runs} (load average {os.getloadavg()})")
+
+
+def test_throughput_5000_per_second_for_2_s_real_player():
+    """5000 param messages/s to a 20-node patch playing in real time (null backend, block 256): none lost,
+    no underrun (2 s here; the issue's 10 s run is the slow test below and a figure of ``patchlib bench``)."""
+    _throughput(2.0)
+
+
+@pytest.mark.slow
+def test_throughput_5000_per_second_for_10_s_real_player():
+    _throughput(10.0)
