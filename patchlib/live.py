@@ -249,6 +249,7 @@ class LiveSession:
                 if len(args) < 2 or len(args) % 2:
                     raise EditError("usage: /patch/add NAME TYPE [KEY VALUE]...")
                 settings = dict(zip(args[2::2], args[3::2]))
+                self._inside_folder(args[1], settings)
                 return self.add(args[0], args[1], settings)
             if verb == "remove":
                 _arity(args, 1, 1, "NAME")
@@ -268,6 +269,22 @@ class LiveSession:
         except PatchError as e:
             raise EditError(e.message if hasattr(e, "message") else str(e)) from None
         raise EditError(f"unknown edit '{address}'")
+
+    def _inside_folder(self, type_name, settings: dict) -> None:
+        """A file named over the network (a sample, a model) must be inside the patch's folder."""
+        cls = registry.get(type_name) if isinstance(type_name, str) else None
+        if cls is None:
+            return  # the compile names the unknown type
+        base = os.path.realpath(self.base_dir)
+        for key, value in settings.items():
+            opt = cls.options.get(str(key))
+            if opt is None or opt.kind != "path":
+                continue
+            text = str(value)
+            full = os.path.realpath(os.path.join(base, text))
+            if os.path.isabs(text) or text.startswith("~") or os.path.commonpath([base, full]) != base:
+                raise EditError(f"'{key}: {text}': a file named over OSC must be inside the patch's folder "
+                                f"(a path relative to it)")
 
     # ------------------------------------------------------------ hot reload
     def watch(self, interval: float = 0.25) -> None:

@@ -330,3 +330,13 @@ def test_the_docs_yaml_examples_load():
     assert blocks
     for b in blocks:
         load_patch(b)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.wav", "~/x.wav", "samples/../../x.wav"])
+def test_files_named_over_osc_stay_in_the_patch_folder(path):
+    player, live = _manual()
+    with pytest.raises(EditError, match="inside the patch's folder"):
+        live.handle("/patch/add", ["s", "file", "file", path])
+    with pytest.raises(EditError, match="inside the patch's folder"):
+        live.handle("/patch/add", ["m", "pedal", "in", "osc", "model", path])
+    assert player.swaps == 0 and "s" not in live.doc["nodes"]
