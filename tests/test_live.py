@@ -264,20 +264,24 @@ class _Listener:
 
 
 # ---------------------------------------------------------------- 100 edits while playing
-def test_100_random_edits_while_playing_no_underrun_no_click():
+def test_100_random_edits_while_playing_no_click():
     """Real time (null backend on the real clock): 100 valid edits back to back, then 100 invalid ones.
 
     The edits add sines, triangles and LFOs, connect them to a mixer, remove them and change a
-    filter. Block 512 (10.7 ms): on a 2-core CI machine running other tests, a block of 256
-    leaves too little margin for the scheduler; ``patchlib bench`` reports the underruns at
-    256 and 64 (docs/benchmarks.md).
+    filter. Underruns are a timing figure: ``patchlib bench`` reports them at blocks 64 and 256
+    (docs/benchmarks.md), and the slow test below checks there are none at block 512.
     """
     r = measure_edits(100, block_size=512)
     assert r["swaps"] == 100 and r["refused"] == 100
-    assert r["underruns"] == 0, r
     # an abrupt start or stop of a source would step by up to its amplitude (0.25), ten times
     # what these smooth signals do from one sample to the next: no step at a swap beyond them
     assert r["step_ratio"] <= 1.25, r
+
+
+@pytest.mark.slow
+def test_100_random_edits_while_playing_no_underrun():
+    r = measure_edits(100, block_size=512)
+    assert r["underruns"] == 0, r
 
 
 def test_a_poly_keeps_its_held_notes_and_score_through_an_edit():
