@@ -5,3 +5,4 @@ Importing this package registers every built-in node type (the
 """
 from . import dsp  # noqa: F401
 from . import neural  # noqa: F401
+from . import mapping  # noqa: F401

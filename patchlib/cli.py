@@ -134,10 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-scipy", action="store_true", help="skip the scipy comparison")
     b.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
 
-    t = sub.add_parser("train", help="train a neural model (train pedal: a WaveNet/LSTM effect from dry/wet WAVs)",
+    t = sub.add_parser("train", help="train a model (pedal: a neural effect; mapper: a sensor-to-params mapping)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train a neural model. One kind for now: 'patchlib train pedal --help'.")
+                       description="Train a model: 'patchlib train pedal --help' (a WaveNet/LSTM effect from dry/wet "
+                                   "WAVs), 'patchlib train mapper --help' (a gesture mapping from examples).")
     tsub = t.add_subparsers(dest="train_what", metavar="WHAT")
+    from .wekinator import add_map_parser, add_train_parser as add_mapper_train_parser
+
+    add_mapper_train_parser(tsub)
+    add_map_parser(sub)
     tp = tsub.add_parser("pedal", help="a WaveNet or LSTM effect from dry/wet WAV pairs",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description=textwrap.dedent("""\
@@ -249,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--osc-port", type=int, nargs="?", const=9000, metavar="PORT",
                     help="listen for OSC on this UDP port (9000 if no PORT given)")
     pl.add_argument("--host", default="127.0.0.1", help="address the OSC server binds (default 127.0.0.1: this machine only)")
+    pl.add_argument("--wekinator", metavar="NODE",
+                    help="serve Wekinator's OSC protocol for the mapper node NODE: /wek/inputs on UDP 6448, "
+                         "/wekinator/control/... (record, train, run), /wek/outputs to 127.0.0.1:12000")
     pl.add_argument("--osc-tcp", action="store_true",
                     help="also accept OSC over TCP on the same port number (SLIP framing, OSC 1.1: python-osc's "
                          "TCPClient); replies go back on the connection")
@@ -369,8 +377,10 @@ def cmd_bench(a) -> int:
 
 
 def cmd_train(a) -> int:
+    if getattr(a, "handler", None) is not None and a.train_what != "pedal":
+        return a.handler(a)
     if a.train_what != "pedal":
-        _err("say what to train: 'patchlib train pedal --help'")
+        _err("say what to train: 'patchlib train pedal --help' or 'patchlib train mapper --help'")
         return 2
     from nodes.neural.train import TrainConfig, parse_knobs, train
 
@@ -488,6 +498,15 @@ def cmd_play(a) -> int:
             server.on_edit = live.handle
             print(f"OSC on udp://{a.host}:{server.port}"
                   + (f" and tcp://{a.host}:{server.tcp_port}" if a.osc_tcp else ""))
+        if a.wekinator:
+            from .wekinator import WekinatorServer
+
+            try:
+                wek = stack.enter_context(WekinatorServer(player, a.wekinator))
+            except (ValueError, OSError) as e:
+                _err(f"--wekinator: {e}")
+                return 1
+            print(f"Wekinator: inputs on udp://{wek.host}:{wek.port}, outputs to {wek.out_addr[0]}:{wek.out_addr[1]}")
         if a.watch:
             live.watch()
             stack.callback(live.stop_watching)
@@ -540,7 +559,7 @@ def main(argv=None) -> int:
     try:
         return {"render": cmd_render, "check": cmd_check, "nodes": cmd_nodes, "graph": cmd_graph,
                 "bench": cmd_bench, "train": cmd_train, "play": cmd_play,
-                "dataset": lambda a: a.handler(a)}[a.command](a)
+                "dataset": lambda a: a.handler(a), "map": lambda a: a.handler(a)}[a.command](a)
     except PatchError as e:
         for line in str(e).splitlines():
             _err(line) if not line.startswith("  ") else print(line, file=sys.stderr)

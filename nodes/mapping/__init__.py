@@ -1,0 +1,2 @@
+"""Gesture mapping: trainable regressors and classifiers from sensors to params (Wekinator-style)."""
+from . import mapper  # noqa: F401
