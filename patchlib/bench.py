@@ -1088,6 +1088,11 @@ def run_live(block_sizes=(64, 256), say=print, repeats: int = 2) -> dict:
         say(f"  block {bs:5d}: 100 random live edits in {100 / e['edits_per_s']:.1f} s ({e['edit_ms_mean']:.0f} ms "
             f"each, max {e['edit_ms_max']:.0f}), underruns {e['underruns']} in {e['blocks']} blocks, largest step "
             f"at a swap {e['step_ratio']:.2f}x the signal's own; {e['refused']} invalid edits refused")
+    from .wekinator import bench_mapper
+
+    sec["mapper"] = {kind: bench_mapper(kind) for kind in ("mlp", "knn", "linear", "poly")}
+    say("  mapper 8 inputs x 8 outputs, block 256, ms per block: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sec["mapper"].items()))
     rb = live_robustness()
     sec["robustness"] = rb
     say(f"  {rb['packets']} malformed packets: {rb['bad_packets']} counted bad ({rb['dropped']} dropped), "
@@ -1104,6 +1109,12 @@ def _live_targets(sec: dict) -> list[dict]:
         out.append({"workload": "live", "goal": 0, "unit": "lost", "measured": t["lost"], "met": ok,
                     "what": f"live: {LIVE_RATE} param messages/s for {LIVE_SECONDS:g} s to a {LIVE_NODES}-node "
                             f"patch: none lost, no underrun (underruns: {t['underruns']})"})
+    m = sec.get("mapper")
+    if m:
+        worst = max(m.values())
+        out.append({"workload": "live", "goal": 0.1, "unit": "ms/block", "measured": worst, "met": worst < 0.1,
+                    "what": "mapper: 8 inputs x 8 outputs cost < 0.1 ms per block (worst model: "
+                            f"{max(m, key=m.get)})"})
     r = sec.get("robustness")
     if r:
         ok = r["bad_packets"] == r["packets"] and r["underruns"] == 0 and r["control_after"]
@@ -1181,6 +1192,13 @@ def _live_text(res: dict, sec: dict) -> list[str]:
         bt = c["bundles"]
         L.append(f"| {bs} | {bt['found']} of {bt['bundles']} | {bt['late']} | "
                  f"{'n/a' if bt['max_abs'] is None else bt['max_abs']} | {_fmt(bt['mean_abs'], '', 2)} |")
+    if sec.get("mapper"):
+        L += ["", "### Gesture mapper", "",
+              "One `mapper` node, 8 inputs (white noise, so the model runs at every control tick: 8 times a "
+              "256-sample block) to 8 outputs, median over 2000 blocks (`patchlib.wekinator.bench_mapper`; kNN "
+              "with 200 examples, k = 3; MLP 16-16):", "",
+              "| model | ms per block |", "|---|---:|"]
+        L += [f"| {k} | {v:.3f} |" for k, v in sec["mapper"].items()]
     if sec.get("edits"):
         L += ["", "### Live graph edits", "",
               "100 random valid edits sent back to back while the patch plays (`patchlib.live.measure_edits`: add "

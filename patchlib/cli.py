@@ -137,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model (pedal: a neural effect; mapper: a sensor-to-params mapping)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train a model: 'patchlib train pedal --help' (a WaveNet/LSTM effect from dry/wet "
-                                   "WAVs), 'patchlib train mapper --help' (a gesture mapping from examples).")
+                                   "WAVs), 'patchlib train mapper --help' (a gesture mapping from examples), "
+                                   "'patchlib train sing --help' (a SING note generator on the dataset).")
     tsub = t.add_subparsers(dest="train_what", metavar="WHAT")
     from .wekinator import add_map_parser, add_train_parser as add_mapper_train_parser
 
     add_mapper_train_parser(tsub)
     add_map_parser(sub)
+    from nodes.neural.train_sing import add_train_parser as add_sing_train_parser
+
+    add_sing_train_parser(tsub)
     tp = tsub.add_parser("pedal", help="a WaveNet or LSTM effect from dry/wet WAV pairs",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description=textwrap.dedent("""\
