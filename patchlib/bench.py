@@ -101,12 +101,12 @@ import numpy as np
 SAMPLE_RATE = 48000
 
 #: the workloads, in the order they run and appear in the report
-WORKLOADS = ("voices", "strings", "neural", "live")
+WORKLOADS = ("voices", "strings", "neural", "generators", "live")
 TITLES = {"voices": "Voice bank", "strings": "Plucked strings", "neural": "Neural pedals",
-          "live": "Live: OSC control in real time"}
+          "generators": "Neural generators", "live": "Live: OSC control in real time"}
 #: the engines each workload is rendered with (the neural pedals: patchlib's two model engines)
 ENGINES = {"voices": ("patchlib", "pyo", "scipy"), "strings": ("patchlib", "pyo"), "neural": ("fast", "torch"),
-           "live": ("patchlib",)}
+           "generators": ("patchlib",), "live": ("patchlib",)}
 #: targets: patchlib's real-time factor over pyo's in the same run, per workload and block size
 PYO_TARGETS = {"voices": {256: 1.0, 64: 0.7}, "strings": {64: 2.0, 256: 2.0}}
 #: target: seconds from ``import patchlib`` to the end of the first block (warm numba cache)
@@ -710,6 +710,122 @@ def _neural_targets(sec: dict) -> list[dict]:
                     "what": f"neural: {NEURAL_LABELS[row]}, fast engine, ≥ {goal:g}× real time at block {bs}",
                     "met": None if r is None else r >= goal})
     return out
+
+
+# --------------------------------------------------------------------- generators
+#: the generators' sample rate (the dataset's)
+GEN_SR = 16000
+#: row -> (label, the node's settings in a patch in patches/, target x real time at GEN_TARGET_BLOCK)
+GENERATORS = {
+    "sing": ("SING decoder, models/sing.pt (a note every second, released after 0.8 s)",
+             {"type": "sing", "model": "models/sing.pt", "pitch": 220, "instrument": 2}, 50.0),
+    "sample_rnn": ("conditional sample-level RNN, models/sample-rnn.pt",
+                   {"type": "sample_rnn", "model": "models/sample-rnn.pt", "pitch": 220, "volume": -20,
+                    "instrument": 1}, 2.0),
+    "wavenet_gen": ("WaveNet generator, models/wavenet-gen.pt",
+                    {"type": "wavenet_gen", "model": "models/wavenet-gen.pt", "pitch": 220, "loudness": -20,
+                     "instrument": 1}, 1.0),
+}
+GEN_TARGET_BLOCK = 256
+
+
+def generator_patch(row: str, seconds: float) -> dict:
+    """The patch a generator row renders: the node alone (``g``), notes every second for a voice node."""
+    _, settings, _ = GENERATORS[row]
+    patch = {"sample_rate": GEN_SR, "nodes": {"g": dict(settings)}, "out": "g"}
+    if row == "sing":
+        patch["score"] = [ev for k in range(int(math.ceil(seconds)))
+                          for ev in ({"at": float(k), "trigger": "g", "velocity": 0.8},
+                                     {"at": k + 0.8, "release": "g"})]
+    return patch
+
+
+def _gen_macs(node) -> float | None:
+    """Multiply-adds per output sample, as the node's model declares them."""
+    for attr in ("macs_per_sample", "macs"):
+        v = getattr(node, attr, None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    if node.type_name == "sing":
+        from nodes.neural.sing import macs_per_frame
+
+        return macs_per_frame(node._m["data"]["config"])["total"] / node.hop
+    return None
+
+
+def _run_generators(seconds: float, block_sizes, repeats: int, say) -> dict:
+    """Each shipped generator rendered alone at 16 kHz, one thread: x real time against its multiply-adds."""
+    from . import Engine, registry
+    from .patch import PatchParser
+
+    patches = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patches")
+    peak = measure_peak()
+    rows: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for row, (label, settings, goal) in GENERATORS.items():
+        info = rows[row] = {"label": label, "goal": goal, "macs": None, "blocks": {}}
+        if settings["type"] not in registry.all_types():
+            errors[row] = f"no node type '{settings['type']}' in this build"
+            continue
+        for bs in block_sizes:
+            best = None
+            for _ in range(repeats):
+                try:
+                    spec = PatchParser(generator_patch(row, seconds), None, patches).parse()
+                    eng = Engine(spec, block_size=bs)
+                    info["macs"] = _gen_macs(eng.nodes["g"])
+                    frames = int(seconds * GEN_SR)
+                    eng.render(GEN_SR // 4)  # warm-up: numba's cache loads and first calls are not timed
+                    t0 = time.perf_counter()
+                    y = eng.render(frames)
+                    wall = time.perf_counter() - t0
+                except Exception as exc:  # a model that does not load: its row is n/a
+                    errors[row] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    break
+                if not np.all(np.isfinite(y)):
+                    errors[row] = "NaN or inf in the output"
+                best = wall if best is None else min(best, wall)
+            if row in errors:
+                say(f"  {row}: n/a ({errors[row]})")
+                break
+            rt = seconds / best
+            g = _gflops(info["macs"], rt) if info["macs"] else None
+            info["blocks"][bs] = {"rt": rt, "gflops": g,
+                                  "peak_pct": None if g is None or not peak["best"] else 100.0 * g / peak["best"]}
+            say(f"  {row:12s} block {bs:5d}: {rt:.1f}x real time at {GEN_SR} Hz"
+                + (f"; {info['macs']:.0f} MAC/sample, {_fmt(g, ' GFLOP/s')} "
+                   f"({_fmt(info['blocks'][bs]['peak_pct'], ' %', 1)} of the one-thread peak)" if g else ""))
+    return {"title": TITLES["generators"], "engines": ["patchlib"], "rows": rows, "peak": peak, "errors": errors,
+            "blocks": {}}
+
+
+def _generator_targets(sec: dict) -> list[dict]:
+    out = []
+    for row, info in sec["rows"].items():
+        c = info["blocks"].get(GEN_TARGET_BLOCK)
+        r = None if c is None else c["rt"]
+        out.append({"workload": "generators", "row": row, "goal": info["goal"], "unit": "×RT", "measured": r,
+                    "what": f"generators: {row} ≥ {info['goal']:g}× real time at {GEN_SR} Hz, block "
+                            f"{GEN_TARGET_BLOCK}, one core", "met": None if r is None else r >= info["goal"]})
+    return out
+
+
+def _generators_text(res: dict, sec: dict) -> list[str]:
+    L = [f"Each shipped generator alone in a patch at {GEN_SR} Hz (the dataset's rate), pinned to one core, "
+         f"{res['seconds']:g} s rendered, best of {res['repeats']} (`patchlib.bench.generator_patch`). MAC/sample: "
+         "the multiply-adds the model does per output sample (SING: per frame over the hop); GFLOP/s = 2 × MAC × "
+         f"samples per second, against the one-thread float32 peak measured in the run "
+         f"({_fmt(sec['peak']['best'], ' GFLOP/s')}).", "",
+         "| generator | block | ×RT | MAC/sample | GFLOP/s | % of peak |", "|---|---:|---:|---:|---:|---:|"]
+    for row, info in sec["rows"].items():
+        if not info["blocks"]:
+            L.append(f"| {info['label']} | | n/a ({sec['errors'].get(row, 'not run')}) | | | |")
+            continue
+        for bs, c in info["blocks"].items():
+            L.append(f"| {info['label']} | {bs} | {c['rt']:.1f} | {_fmt(info['macs'], '', 0)} | "
+                     f"{_fmt(c['gflops'], '', 2)} | {_fmt(c['peak_pct'], '', 1)} |")
+    L += ["", "Targets:", ""] + _targets_table(sec["targets"])
+    return L
 
 
 # --------------------------------------------------------------------- live: OSC on real sockets
@@ -1452,10 +1568,13 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
                 "voices": f"{VOICES} saws -> swept resonant lowpasses -> mix",
                 "strings": f"{STRINGS} plucked strings, each plucked every {RETRIGGER:g} s -> mix",
                 "neural": "a plucked-string riff -> a neural pedal (fast and torch engines, one thread) or the "
-                          f"diode clipper (torch: at most {TORCH_SECONDS:g} s)"}[w]
+                          f"diode clipper (torch: at most {TORCH_SECONDS:g} s)",
+                "generators": f"each shipped neural generator alone at {GEN_SR} Hz (at most 10 s)"}[w]
                 + f"; {seconds:g} s at {SAMPLE_RATE} Hz, best of {repeats}")
             if w == "neural":
                 sections[w] = _run_neural(seconds, block_sizes, repeats, say)
+            elif w == "generators":
+                sections[w] = _run_generators(min(seconds, 10.0), block_sizes, repeats, say)
             else:
                 sections[w] = _run_workload(w, seconds, block_sizes, repeats, skip, say)
         if startup:
@@ -1480,7 +1599,7 @@ def run(seconds: float = 30.0, block_sizes=(64, 256), output: str | None = "docs
     targets = []
     for w, sec in sections.items():
         sec["targets"] = (_neural_targets(sec) if w == "neural" else _live_targets(sec) if w == "live"
-                          else _targets(w, sec["blocks"]))
+                          else _generator_targets(sec) if w == "generators" else _targets(w, sec["blocks"]))
         targets += sec["targets"]
         for e, why in sec["errors"].items():
             errors[e if w == "voices" else f"{w}/{e}"] = why
@@ -1646,6 +1765,9 @@ def report(res: dict) -> str:
         if w == "live":
             L += ["", f"## {sec['title']}", ""] + _live_text(res, sec)
             continue
+        if w == "generators":
+            L += ["", f"## {sec['title']}", ""] + _generators_text(res, sec)
+            continue
         L += ["", f"## {sec['title']}", "", _patch_text(w, res), ""]
         L += _results_table(w, sec)
         if sec["errors"]:
@@ -1677,7 +1799,7 @@ def report(res: dict) -> str:
               "server per process) on its offline server, `Server.start()` timed, which renders the whole "
               "duration synchronously into a WAV file."]
     for w, sec in res["workloads"].items():
-        if w == "live":
+        if w in ("live", "generators"):
             continue  # described in its own section
         L += ["", f"### {sec['title']}", ""]
         if w == "neural":

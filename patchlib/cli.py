@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    most 10 s rendered), one thread; and the diode_clipper (oversample 4, 2)
                    and the riff alone. Per row: xRT, fast/torch, multiply-adds per sample,
                    GFLOP/s and its share of the one-thread float32 peak measured in the run.
+          generators  each shipped neural generator (SING, sample-level RNN, WaveNet) alone at
+                   16 kHz: xRT against its multiply-adds per sample
           live     a patch played in real time (null backend) under OSC: latency, 5000 param
                    messages/s for 10 s to 20 nodes, the highest rate sustained, 10,000 malformed
                    packets, bundle timing, and 100 random live graph edits (unpinned)
@@ -126,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         """))
     b.add_argument("--seconds", type=float, default=30.0, help="audio seconds per measurement (default 30)")
     b.add_argument("--block-sizes", default="64,256", help="comma-separated (default 64,256)")
-    b.add_argument("--workloads", default="voices,strings,neural,live",
-                   help="comma-separated, from voices, strings, neural, live (default all)")
+    b.add_argument("--workloads", default="voices,strings,neural,generators,live",
+                   help="comma-separated, from voices, strings, neural, generators, live (default all)")
     b.add_argument("--repeats", type=int, default=2, metavar="N", help="runs per figure, the best counts (default 2)")
     b.add_argument("--output", default="docs/benchmarks.md", help="Markdown report to write ('-' for none)")
     b.add_argument("--no-pyo", action="store_true", help="skip the pyo comparison (its targets become n/a)")

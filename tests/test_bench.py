@@ -100,7 +100,7 @@ def test_unknown_workload_is_an_error():
         bench.run(seconds=0.1, output=None, workloads="voices,drums", quiet=True)
     assert bench._workloads("strings, voices") == ("voices", "strings")
     assert bench._workloads("neural,voices") == ("voices", "neural")
-    assert bench.WORKLOADS == ("voices", "strings", "neural", "live")  # the default run has all four
+    assert bench.WORKLOADS == ("voices", "strings", "neural", "generators", "live")  # the default run has all
 
 
 def test_patch_is_the_voice_bank():
@@ -319,3 +319,13 @@ def test_neural_patches_load_from_the_models_folder(tmp_path):
         assert plucks == pytest.approx([0.25 * j for j in range(8)]) and len(spec.score) == 16
     with pytest.raises(ValueError, match="unknown neural row"):
         bench.neural_patch("fuzz")
+
+
+def test_generators_workload_renders_the_shipped_sing():
+    res = bench.run(seconds=0.5, block_sizes=(256,), output=None, repeats=1, startup=False, quiet=True,
+                    workloads="generators")
+    sec = res["workloads"]["generators"]
+    sing = sec["rows"]["sing"]
+    assert sing["macs"] and sing["blocks"][256]["rt"] > 1.0 and sing["blocks"][256]["gflops"] > 0
+    text = bench.report(res)
+    assert "## Neural generators" in text and "SING decoder" in text
