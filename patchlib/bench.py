@@ -633,8 +633,9 @@ def measure_peak(size: int = 256) -> dict:
     return out
 
 
-def _gflops(macs, rt):
-    return None if macs is None or rt is None else 2.0 * macs * SAMPLE_RATE * rt / 1e9
+def _gflops(macs, rt, sample_rate: float = SAMPLE_RATE):
+    """GFLOP/s of a model doing ``macs`` multiply-adds per sample at ``rt`` x real time."""
+    return None if macs is None or rt is None else 2.0 * macs * sample_rate * rt / 1e9
 
 
 def _run_neural(seconds: float, block_sizes, repeats: int, say) -> dict:
@@ -789,7 +790,7 @@ def _run_generators(seconds: float, block_sizes, repeats: int, say) -> dict:
                 say(f"  {row}: n/a ({errors[row]})")
                 break
             rt = seconds / best
-            g = _gflops(info["macs"], rt) if info["macs"] else None
+            g = _gflops(info["macs"], rt, GEN_SR) if info["macs"] else None
             info["blocks"][bs] = {"rt": rt, "gflops": g,
                                   "peak_pct": None if g is None or not peak["best"] else 100.0 * g / peak["best"]}
             say(f"  {row:12s} block {bs:5d}: {rt:.1f}x real time at {GEN_SR} Hz"

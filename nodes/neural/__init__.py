@@ -7,3 +7,4 @@ loads when a patch uses a neural node. The runtime lives in
 """
 from . import pedal  # noqa: F401
 from . import sing  # noqa: F401
+from . import sample_rnn  # noqa: F401
