@@ -46,8 +46,7 @@ def loudness_curve(inst, n, sr=SR):
 
 @pytest.fixture(scope="module")
 def shipped():
-    if not os.path.isfile(SHIPPED):
-        pytest.skip("patches/models/sample-rnn.pt not trained yet")
+    assert os.path.isfile(SHIPPED), "patches/models/sample-rnn.pt is shipped (see patches/models/README.md)"
     return srnn.Weights(srnn.load(SHIPPED))
 
 

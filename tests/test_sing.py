@@ -126,8 +126,7 @@ def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
 # ------------------------------------------------------------------ streaming
 @pytest.mark.parametrize("model", ["patches/models/test-tiny-sing.pt", "patches/models/sing.pt"])
 def test_streaming_equals_offline(model):
-    if not os.path.isfile(model):
-        pytest.skip("no shipped model")
+    assert os.path.isfile(model), f"{model} is shipped (see patches/models/README.md)"
     m = sing.load(model)["model"]
     lat = m.frame - m.hop
     release, seconds = 0.5, 1.0

@@ -64,30 +64,42 @@ def save(path, arch: str, config: dict, state_dict: dict, sample_rate: float, kn
     torch.save(data, path)
 
 
+def read(path, name=None, *, train: str = "pedal") -> dict:
+    """A patchlib checkpoint file, any architecture: read with ``weights_only=True``, format and version checked.
+
+    Every neural node's loader starts here (then checks its own
+    architecture). ``name``: how errors call the file (the path as the patch
+    gives it); ``train``: the ``patchlib train`` command the hint names.
+    """
+    import torch
+
+    name = name or path
+    if not os.path.isfile(path):
+        raise _err(name, "no such file", hint=f"train one with 'patchlib train {train}' or check the path")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, a pickled class...
+        raise _err(name, f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                   hint="the file is corrupted or not a patchlib model") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise _err(name, f"not a {FORMAT} checkpoint")
+    if data.get("version") != VERSION:
+        raise _err(name, f"checkpoint version {data.get('version')!r}, this patchlib reads {VERSION}")
+    return data
+
+
 def load(path, name=None) -> dict:
     """The checkpoint at ``path`` as a dict, checked for format and fields (not yet against its architecture).
 
     ``name``: how errors call the file (the path as the patch gives it); default ``path``.
     """
-    import torch
-
     path, path_ = name or path, path
 
     if os.fspath(path_).lower().endswith(".nam"):
         from .nam import load_nam
 
         return load_nam(path_, name=path)
-    if not os.path.isfile(path_):
-        raise _err(path, "no such file", hint="train one with 'patchlib train pedal' or check the path")
-    try:
-        data = torch.load(path_, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, a pickled class...
-        raise _err(path, f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-                   hint="the file is corrupted or not a patchlib model") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise _err(path, f"not a {FORMAT} checkpoint")
-    if data.get("version") != VERSION:
-        raise _err(path, f"checkpoint version {data.get('version')!r}, this patchlib reads {VERSION}")
+    data = read(path_, path)
     missing = [k for k in _HEADER_KEYS + ("state_dict",) if k not in data]
     if missing:
         raise _err(path, "missing field(s) " + ", ".join(missing))

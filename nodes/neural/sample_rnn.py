@@ -49,6 +49,7 @@ import numpy as np
 from patchlib import Option, Output, Param, PatchError, Where, register
 from patchlib.node import Node
 
+from .checkpoint import _err
 from .fast import _JIT, fast_sigmoid, fast_tanh
 
 ARCH = "sample_rnn"
@@ -160,8 +161,6 @@ def build_torch(cfg):
 
 
 # ------------------------------------------------------------------ checkpoint
-def _err(path, msg, hint=None):
-    return PatchError(f"model '{path}': {msg}", Where(key="model"), hint=hint)
 
 
 def save(path, model, validation=None, train_command=""):
@@ -179,23 +178,15 @@ def load(path, name=None) -> dict:
     """The checkpoint as ``{"config", "weights" (numpy), "validation", "train_command", "sample_rate"}``,
     checked (format, architecture, shapes, finite values); cached by path, size and modification time."""
     name = name or path
-    if not os.path.isfile(path):
-        raise _err(name, "no such file", hint="train one with 'patchlib train sample-rnn' or check the path")
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    st = os.stat(path) if os.path.isfile(path) else None
+    key = (os.path.realpath(path), st and st.st_mtime_ns, st and st.st_size)
     if key in _cache:
         return _cache[key]
     import torch
 
-    from .checkpoint import FORMAT, VERSION
+    from .checkpoint import read
 
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a torch file, a pickled class, truncated...
-        raise _err(name, f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-                   hint="the file is corrupted or not a patchlib model") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise _err(name, f"not a {FORMAT} v{VERSION} checkpoint")
+    data = read(path, name, train="sample-rnn")
     if data.get("arch") != ARCH:
         raise _err(name, f"architecture {data.get('arch')!r}, the sample_rnn node needs {ARCH!r}",
                    hint="a pedal model goes in a 'pedal' node")

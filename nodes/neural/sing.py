@@ -56,8 +56,8 @@ from patchlib import Node, Option, Output, Param, PatchError, Where, register
 from . import _sing
 from .pedal import _place, resolve_model
 
-FORMAT = "patchlib-neural"
-VERSION = 1
+from .checkpoint import FORMAT, VERSION, _err  # the file format every neural node shares
+
 ARCH = "sing"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(os.path.dirname(_HERE))
@@ -215,10 +215,6 @@ def build_net(config: dict, encoder: bool = False):
 
 
 # ------------------------------------------------------------------ checkpoints
-def _err(path, msg, hint=None):
-    return PatchError(f"model '{path}': {msg}", Where(key="model"), hint=hint)
-
-
 def save(path, model, instruments, validation=None, train_command: str = "") -> None:
     """Write a SING checkpoint (no encoder weights: the node does not need them)."""
     import torch
@@ -255,19 +251,13 @@ def load(path, name=None) -> dict:
     import torch
 
     name = name or path
-    if not os.path.isfile(path):
-        raise _err(name, "no such file", hint="train one with 'patchlib train sing' or check the path")
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    st = os.stat(path) if os.path.isfile(path) else None
+    key = (os.path.realpath(path), st and st.st_mtime_ns, st and st.st_size)
     if key in _cache:
         return _cache[key]
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise _err(name, f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-                   hint="the file is corrupted or not a patchlib model") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise _err(name, f"not a {FORMAT} checkpoint (version {VERSION})")
+    from .checkpoint import read
+
+    data = read(path, name, train="sing")
     if data.get("arch") != ARCH:
         raise _err(name, f"architecture {data.get('arch')!r}, the sing node plays 'sing' models",
                    hint="a pedal model goes in a 'pedal' node")
