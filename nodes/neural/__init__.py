@@ -6,5 +6,6 @@ loads when a patch uses a neural node. The runtime lives in
 ``wavenet`` and ``lstm`` (architectures), ``checkpoint`` (the file format).
 """
 from . import pedal  # noqa: F401
-from . import sing  # noqa: F401
 from . import sample_rnn  # noqa: F401
+from . import wavenet_gen  # noqa: F401
+from . import sing  # noqa: F401
