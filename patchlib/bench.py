@@ -743,8 +743,9 @@ def generator_patch(row: str, seconds: float) -> dict:
 
 def _gen_macs(node) -> float | None:
     """Multiply-adds per output sample, as the node's model declares them."""
-    for attr in ("macs_per_sample", "macs"):
-        v = getattr(node, attr, None)
+    gen = getattr(node, "gen", None)  # the WaveNet generator's compiled twin holds its weights' count
+    for obj, attr in ((node, "macs_per_sample"), (node, "macs"), (getattr(gen, "w", None), "macs_per_sample")):
+        v = getattr(obj, attr, None)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
     if node.type_name == "sing":
