@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -287,3 +288,31 @@ def test_gesture_templates_round_trip_and_load_with_the_patch(tmp_path):
     assert [h for h in hits if h] == [2]
     e.render(64)
     assert e.nodes["map"].out["gesture"][0, -1] == 1.0
+
+
+def test_shipped_patch_plays_the_generator_at_the_mapped_pitch():
+    """patches/map-sensors-pedal.yaml: the mapper's pitch output drives the SING voice; where the mapped pitch
+    holds still (within 6 %), the voice's measured pitch is within 25 cents of it."""
+    from patchlib.dataset import yin_f0
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    e = patchlib.Engine(patchlib.load_patch(os.path.join(root, "patches", "map-sensors-pedal.yaml")), block_size=256)
+    sr = e.sample_rate
+    voice, pitch = [], []
+    for _ in range(int(8 * sr) // 256):
+        e.process(256)
+        voice.append(e.nodes["voice"].out["out"][0].copy())
+        pitch.append(e.nodes["voice"].par["pitch"].copy())
+    voice, pitch = np.concatenate(voice), np.concatenate(pitch)
+    checked = 0
+    for k in range(8):  # the middle of each bowed note
+        a, b = int((k + 0.35) * sr), int((k + 0.6) * sr)
+        if pitch[a:b].max() / pitch[a:b].min() > 1.06:
+            continue
+        f0 = np.asarray(yin_f0(voice[a:b], sr, frame=4096, hop=512))
+        f0 = f0[0] if f0.ndim > 1 else f0
+        cents = 1200 * np.log2(np.median(f0[f0 > 0]) / np.median(pitch[a:b]))
+        assert abs(cents) < 25, (k, cents)
+        checked += 1
+    assert checked >= 4
+    assert np.ptp(np.log2(pitch)) > 1.0  # the mapping moves it over more than an octave
