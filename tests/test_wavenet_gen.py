@@ -73,8 +73,7 @@ def _random_inputs(n, instruments, seed=0):
 @pytest.mark.parametrize("path", [wg.TEST_MODEL, SHIPPED])
 def test_kernel_is_the_model(path):
     """The numba generation kernel's probabilities equal the torch model's, teacher-forced on the same inputs."""
-    if not os.path.isfile(path):
-        pytest.skip(f"{path} not shipped")
+    assert os.path.isfile(path), f"{path} is shipped (see patches/models/README.md)"
     model = wg.load_checkpoint(path)["model"]
     n = 1500 if path == wg.TEST_MODEL else 2500  # more than the shipped model's receptive field (1024)
     classes, pitch, loud, inst = _random_inputs(n, model.instruments)
@@ -154,8 +153,7 @@ def test_primer_is_played_then_continued(tmp_path):
 @pytest.fixture(scope="module")
 def shipped_notes(tmp_path_factory):
     """Ground-truth renders (labels: pitch and loudness curves) at held-out pitches of the shipped model."""
-    if not os.path.isfile(SHIPPED):
-        pytest.skip("the shipped wavenet-gen.pt is missing")
+    assert os.path.isfile(SHIPPED), "patches/models/wavenet-gen.pt is shipped (see patches/models/README.md)"
     from patchlib.dataset import DatasetConfig, render_dataset
 
     out = str(tmp_path_factory.mktemp("heldout"))

@@ -442,6 +442,14 @@ def _period_lag(state, pitch, sr, offset):
 
 
 @numba.njit(inline="always", **_JIT)
+def _period_inputs(state, f, sr, nper):
+    """The period input(s): the output one period back (two taps half a sample either side when ``nper`` is 2)."""
+    if nper == 2:
+        return _period_lag(state, f, sr, -0.5), _period_lag(state, f, sr, 0.5)
+    return _period_lag(state, f, sr, 0.0), 0.0
+
+
+@numba.njit(inline="always", **_JIT)
 def _push(state, v):
     hp = int(state[ST_HPOS])
     state[ST_HIST + hp] = v
@@ -465,12 +473,7 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, dil, emb_in, emb_i
     D = queues.shape[1]
     for t in range(n):
         f = pitch[t]
-        if nper == 2:
-            y0 = _period_lag(state, f, sr, -0.5)
-            y1 = _period_lag(state, f, sr, 0.5)
-        else:
-            y0 = _period_lag(state, f, sr, 0.0)
-            y1 = 0.0
+        y0, y1 = _period_inputs(state, f, sr, nper)
         _logits(prev, f, loud[t], inst[t], phase, pos, y0, y1, dil, emb_in, emb_inst, Wp, Wh,
                 bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, queues, work)
         if pp < primer.size:
@@ -521,12 +524,7 @@ def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb
     D = queues.shape[1]
     for t in range(n):
         f = pitch[t]
-        if nper == 2:
-            y0 = _period_lag(state, f, sr, -0.5)
-            y1 = _period_lag(state, f, sr, 0.5)
-        else:
-            y0 = _period_lag(state, f, sr, 0.0)
-            y1 = 0.0
+        y0, y1 = _period_inputs(state, f, sr, nper)
         _logits(prev, f, loud[t], inst[t], phase, pos, y0, y1, dil, emb_in, emb_inst, Wp, Wh,
                 bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, queues, work)
         m = work[0]
