@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from nodes.neural import wavenet_gen as wg  # noqa: E402
 from nodes.neural.train_wavenet_gen import (  # noqa: E402
-    GenTrainConfig, load_notes, median_f0_cents, multires_log_spectral_distance, train)
+    GenTrainConfig, load_notes, multires_log_spectral_distance, note_pitch_cents, train)
 from patchlib import Engine, load_patch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +59,79 @@ def test_tiny_training_loss_falls_and_resume_repeats(tmp_path):
     res3 = train(_cfg(tmp_path, data, output=out2, eval_only=True, temperature=0.3), log=lambda *a: None)
     assert res3["validation"]["eval_temperature"] == 0.3 and res3["validation"]["steps"] == 60
     assert wg.load_checkpoint(out2)["validation"]["best_step"] == res2["validation"]["best_step"]
+
+
+def test_gain_norm_training_fits_the_scale_and_loss_falls(tmp_path):
+    """--gain-norm: the scale is fitted so the normalised notes stay inside -1..1 (all but the loudest 0.1 % of
+    the samples above -50 dB), it is saved in the checkpoint with the command, and the loss falls."""
+    data = _tiny_data(tmp_path)
+    res = train(_cfg(tmp_path, data, gain_norm=True, mean_output=True), log=lambda *a: None)
+    h = res["history"]
+    assert h[-1]["valid_loss"] < h[0]["valid_loss"] - 0.3, h
+    ck = wg.load_checkpoint(str(tmp_path / "g.pt"))
+    gn = ck["config"]["gain_norm"]
+    assert gn["floor_db"] == -70.0 and 0.5 < gn["scale"] < 50.0, gn
+    assert "--gain-norm" in ck["train_command"] and ck["validation"]["eval_output"] == "mean"
+    over, count = 0, 0  # the samples louder than -50 dB: 0.1 % of them beyond full scale once normalised
+    for n in load_notes(data, "train", ck["config"]["instrument_names"]):
+        sel = n["loud"] > -50.0
+        a = gn["scale"] * 10.0 ** (np.maximum(n["loud"][sel], gn["floor_db"]) / 20.0)
+        over += int(np.sum(np.abs(n["audio"][sel] / a) > 1.0))
+        count += int(sel.sum())
+    assert 0 < over <= 0.0011 * count, (over, count)
+
+
+def _forced(logits: dict, **cfg):
+    """A tiny model whose head ignores its input: fixed logits (class -> value; the rest -50)."""
+    torch.manual_seed(0)
+    model = wg.build_model(dict(wg.PRESETS["tiny"], instruments=2, instrument_names=["a", "b"], **cfg)).eval()
+    with torch.no_grad():
+        model.head2.weight.zero_()
+        model.head2.bias.fill_(-50.0)
+        for c, v in logits.items():
+            model.head2.bias[c] = v
+    return model
+
+
+def test_gain_norm_output_follows_the_loudness_param():
+    """With loudness normalisation the output is a = s 10^(max(loudness, floor) / 20) times the decoded class:
+    a network that always draws the same class plays exactly that envelope, floor and clipping included."""
+    model = _forced({200: 50.0}, gain_norm={"scale": 4.0, "floor_db": -60.0})
+    loud = np.linspace(-90.0, 10.0, 3000).astype(np.float32)
+    y = wg.generate(model, np.full(loud.size, 220.0), loud, 0.0, 1.0, SR)
+    want = np.clip(4.0 * 10.0 ** (np.maximum(loud, -60.0) / 20.0) * wg.mu_law_decode(np.array([200]))[0], -1, 1)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7)
+    assert np.all(y[:300] == y[0]) and y[-1] == 1.0  # held at the floor at first, clipped at the end
+
+
+def test_preemphasis_is_undone_at_the_output():
+    """With pre-emphasis the network's classes are those of y[t] - a y[t-1]: the kernel de-emphasises, so a
+    network that always draws the same class d plays y[t] = d + a y[t-1], and a primer comes out as itself
+    (within 8-bit mu-law's rounding, shaped by the de-emphasis)."""
+    model = _forced({200: 50.0}, preemph=0.5)
+    d = float(wg.mu_law_decode(np.array([200]))[0])
+    y = wg.generate(model, np.full(400, 220.0), -20.0, 0.0, 1.0, SR)
+    want = np.zeros(400)
+    for t in range(400):
+        want[t] = d + 0.5 * (want[t - 1] if t else 0.0)
+    np.testing.assert_allclose(y, want, rtol=1e-5)
+    x = 0.3 * np.sin(2 * np.pi * 330 * np.arange(1600) / SR)
+    y = wg.generate(model, np.full(2000, 220.0), -20.0, 0.0, 1.0, SR, primer=x)
+    assert np.max(np.abs(y[:1600] - x)) < 0.006
+    with pytest.raises(ValueError, match="pre-emphasis"):
+        _forced({}, preemph=1.0)
+
+
+def test_mean_output_is_the_mean_of_the_distribution():
+    """output: mean plays the mean of the distribution drawn from (here two classes at equal odds, so their
+    average), while output: sample plays one of them at each sample; the draws are the same in both."""
+    model = _forced({60: 10.0, 190: 10.0})
+    d = wg.mu_law_decode(np.array([60, 190]))
+    n = 2000
+    s = wg.generate(model, np.full(n, 220.0), -20.0, 0.0, 1.0, SR, seed=2)
+    m = wg.generate(model, np.full(n, 220.0), -20.0, 0.0, 1.0, SR, seed=2, mean_out=True)
+    assert set(np.unique(s)) == set(d) and 0.4 < np.mean(s == d[0]) < 0.6
+    np.testing.assert_allclose(m, d.mean(), rtol=1e-5)
 
 
 def _random_inputs(n, instruments, seed=0):
@@ -168,44 +241,60 @@ def shipped_notes(tmp_path_factory):
 def _gen(ck, note, seconds=1.5, temp=None):
     n = int(seconds * SR)
     temp = ck["validation"].get("eval_temperature", 1.0) if temp is None else temp
-    return wg.generate(ck["model"], note["f0_curve"][:n], note["loud"][:n], note["inst"], temp, SR, seed=1)
+    mean = ck["validation"].get("eval_output") == "mean"  # measured as the patches play it (output: mean)
+    return wg.generate(ck["model"], note["f0_curve"][:n], note["loud"][:n], note["inst"], temp, SR, seed=1,
+                       mean_out=mean)
 
 
-@pytest.mark.parametrize("inst,pitch", [("saw", 55), ("bowed", 65), ("pluck", 60), ("pluck", 70)])
+@pytest.mark.parametrize("inst,pitch", [("saw", 55), ("bowed", 65), ("pluck", 60), ("pluck", 70), ("bell", 60)])
 def test_shipped_heldout_pitch_within_25_cents(shipped_notes, inst, pitch):
-    """Notes at pitches the model never heard are in tune (median YIN f0 of the held part)."""
+    """Notes at pitches the model never heard are in tune: median YIN f0 of the held part (the bell, whose
+    own render YIN hears one or two octaves low: its strongest partial near the pitch, as its truth's)."""
     ck, notes = shipped_notes
     note = notes[(inst, pitch)]
     assert pitch in ck["validation"]["heldout_pitches"]
-    y = _gen(ck, note)
-    _, cents = median_f0_cents(y, SR, note["f0"], t0=0.25, t1=1.4)
-    assert abs(cents) <= 25.0, cents
+    cents, truth, how = note_pitch_cents(_gen(ck, note), note["audio"], SR, note["f0"])
+    assert how == ("partial" if inst == "bell" else "yin")
+    assert abs(cents) <= 25.0 and abs(truth) <= 25.0, (cents, truth)
+
+
+@pytest.mark.parametrize("inst,pitch", [("pluck", 65), ("bell", 55)])
+def test_shipped_timbre_nearer_its_instrument(shipped_notes, inst, pitch):
+    """A generated note is nearer its own instrument's ground truth than half the distance between instruments
+    (the issue's timbre target; met by the pluck and the bell, most bowed notes, not every saw note)."""
+    ck, notes = shipped_notes
+    note = notes[(inst, pitch)]
+    d = multires_log_spectral_distance(_gen(ck, note, seconds=2.0), note["audio"])
+    inter = np.mean([multires_log_spectral_distance(note["audio"], notes[(o, pitch)]["audio"])
+                     for o in ck["config"]["instrument_names"] if o != inst])
+    assert d / inter < 0.5, d / inter
 
 
 @pytest.mark.slow
 def test_shipped_all_heldout_pitch_timbre_and_speed(shipped_notes):
     """Every instrument at every held-out pitch: what the shipped model measures (patches/models/README.md).
 
-    The saw is in tune at every held-out pitch; a few bowed notes turn to bow noise and a few plucks come out
-    flat (2 + 3 of 40 over four seeds), so at least 8 of their 10 here; the bell is left out (its own
-    ground truth reads an octave low). The issue's timbre target (ratio < 0.5) is NOT met (mean 0.85):
-    this checks that every note is at least nearer its own instrument than the instruments are apart on
-    average. The kernel runs at least real time.
+    Every note is in tune (within 25 cents; measured over four seeds, the largest error is 6 cents). The
+    issue's timbre target (ratio < 0.5) holds for every bell and pluck note and most bowed ones, not for
+    every saw note (71 of 80 notes over four seeds; the worst, the saw at MIDI 50, about 0.8): this checks
+    at least 16 of these 20, a mean under 0.45 and none above 0.9. The kernel runs at least real time.
     """
     ck, notes = shipped_notes
     names = ck["config"]["instrument_names"]
-    ratios, ok = [], {}
+    ratios, bad = {}, {}
     for (inst, p), note in notes.items():
         y = _gen(ck, note, seconds=2.0)
-        _, cents = median_f0_cents(y, SR, note["f0"])
-        ok.setdefault(inst, []).append(abs(cents) <= 25.0)
+        cents, _, _ = note_pitch_cents(y, note["audio"], SR, note["f0"])
+        if not abs(cents) <= 25.0:
+            bad[(inst, p)] = cents
         d = multires_log_spectral_distance(y, note["audio"])
         inter = np.mean([multires_log_spectral_distance(note["audio"], notes[(o, p)]["audio"])
                          for o in names if o != inst])
-        ratios.append(d / inter)
-    assert all(ok["saw"]), ok
-    assert sum(ok["bowed"]) + sum(ok["pluck"]) >= 8, ok
-    assert max(ratios) < 1.5 and np.mean(ratios) < 1.0, ratios
+        ratios[(inst, p)] = d / inter
+    assert not bad, bad
+    r = np.array(list(ratios.values()))
+    assert np.sum(r < 0.5) >= 16 and r.mean() < 0.45 and r.max() < 0.9, ratios
+    assert all(v < 0.5 for (inst, _), v in ratios.items() if inst in ("bell", "pluck")), ratios
     g = wg.Generator(ck["model"], SR)
     out = np.zeros(SR, np.float32)
     a = [np.full(SR, v, np.float32) for v in (220.0, -25.0, 1.0, 1.0)]

@@ -61,6 +61,12 @@ __all__ = [
     "env_kernel",
     "env_trigger",
     "env_release",
+    "FOLLOW_PEAK",
+    "FOLLOW_RMS",
+    "FOLLOWER_STATE_SIZE",
+    "follower_state",
+    "follower_kernel",
+    "follower_batch",
 ]
 
 STAGE_IDLE = 0
@@ -486,3 +492,136 @@ def env_batch(out, n, gate_in, attack, decay, sustain, release, acurve, dcurve, 
     for v in range(out.shape[0]):
         env_kernel(out[v, 0], n, gate_in[v, 0], attack[v], decay[v], sustain[v], release[v], acurve[v],
                    dcurve[v], rcurve[v], sr, kind, state[v])
+
+
+# ---------------------------------------------------------------------------
+# Envelope follower: the amplitude of a signal (the ``follower`` node)
+# ---------------------------------------------------------------------------
+#
+# Two stages per channel, after the decoupled peak detectors of Giannoulis,
+# Massberg & Reiss (2012), arranged so that each time is exact:
+#
+# * peak: a held peak ``h = max(|x|, h * cr)`` (instant rise, exponential fall
+#   with the release time), then the output rises toward ``h`` by the one-pole
+#   ``y = h + (y - h) * ca`` and follows it down at once (``y = h`` whenever
+#   ``h <= y``). A step up of a sine's amplitude therefore rises as a one-pole
+#   with the attack time constant (``h`` reaches the new peak within a quarter
+#   period), and a fall is the held peak's exponential with the release time
+#   constant. With a release much longer than the period, a sine of amplitude
+#   ``A`` reads ``A`` (less the droop between peaks, ``T / (2 release)``).
+# * rms: the mean square ``m = x^2 + (m - x^2) * ca`` (a one-pole average over
+#   the attack time), held as ``h = max(m, h * cr)`` (it falls no faster than
+#   the release time) and the output is ``sqrt(h)``: here the times are those
+#   of the power. A sine of amplitude ``A`` reads ``A / sqrt(2)`` once the
+#   attack averages several periods.
+#
+# ``ca = exp(-1 / (attack * sr))`` and ``cr = exp(-1 / (release * sr))``: each
+# time is a time constant, the 63.2 % (1 - 1/e) time of a step (a rise covers
+# 63.2 % of the step in ``attack`` seconds, a fall drops to 36.8 % in
+# ``release`` seconds). A zero time is instant (coefficient 0).
+
+#: ``mode`` of :func:`follower_kernel`.
+FOLLOW_PEAK = 0
+FOLLOW_RMS = 1
+#: per channel: ``[output level y (peak mode), held value h, mean square m (rms mode)]``
+FOLLOWER_STATE_SIZE = 3
+#: the ``db`` output's floor, and the amplitude below which it is reached
+FOLLOWER_DB_FLOOR = -100.0
+_FOLLOW_AMP_FLOOR = 1e-5
+#: held values below this are flushed to 0 (no denormals in a long silence)
+_FOLLOW_FLUSH = 1e-30
+
+
+def follower_state(channels: int) -> np.ndarray:
+    """Fresh follower state: float64 ``(channels, FOLLOWER_STATE_SIZE)``, all zero (silence)."""
+    return np.zeros((int(channels), FOLLOWER_STATE_SIZE), dtype=np.float64)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pole(seconds, sr):
+    """One-pole factor of time constant ``seconds`` (0 for a zero, tiny or NaN time: instant)."""
+    ns = np.float64(seconds) * sr
+    if not ns > _TINY:  # also NaN
+        return 0.0
+    return np.exp(-1.0 / ns)
+
+
+@numba.njit(cache=True, nogil=True)
+def follower_kernel(x, out, db, n, attack, release, sr, mode, state):
+    """Follow the amplitude of ``x`` for ``n`` samples, channel by channel.
+
+    Args:
+        x: float32 ``(channels_in, >= n)`` input; output channel ``c`` reads
+            input channel ``min(c, channels_in - 1)``.
+        out: float32 ``(channels, >= n)``: the envelope, linear amplitude.
+        db: float32 ``(channels, >= n)``: the envelope in dB (20 log10),
+            floored at :data:`FOLLOWER_DB_FLOOR`.
+        n: Number of samples.
+        attack, release: float32 ``(>= n,)`` time constants in seconds (see
+            the section comment: 63.2 % of a step).
+        sr: Sample rate in Hz.
+        mode: :data:`FOLLOW_PEAK` or :data:`FOLLOW_RMS`.
+        state: float64 ``(channels, FOLLOWER_STATE_SIZE)`` from
+            :func:`follower_state`, updated in place.
+    """
+    cin = x.shape[0]
+    for c in range(out.shape[0]):
+        xc = x[min(c, cin - 1)]
+        y = state[c, 0]
+        h = state[c, 1]
+        m = state[c, 2]
+        # parameter -> coefficient caches (pure functions of the values)
+        la = np.nan
+        lr = np.nan
+        ca = 0.0
+        cr = 0.0
+        for i in range(n):
+            a = attack[i]
+            if a != la:
+                la = a
+                ca = _pole(a, sr)
+            r = release[i]
+            if r != lr:
+                lr = r
+                cr = _pole(r, sr)
+            s = np.float64(xc[i])
+            if not abs(s) < 1e15:  # NaN, inf: no sound to follow (and no inf from s * s)
+                s = 0.0
+            if mode == FOLLOW_PEAK:
+                s = abs(s)
+                h *= cr
+                if s > h:
+                    h = s
+                if h < _FOLLOW_FLUSH:
+                    h = 0.0
+                if h > y:
+                    y = h + (y - h) * ca
+                else:
+                    y = h
+                lvl = y
+            else:
+                p = s * s
+                m = p + (m - p) * ca
+                if m < _FOLLOW_FLUSH:
+                    m = 0.0
+                h *= cr
+                if m > h:
+                    h = m
+                if h < _FOLLOW_FLUSH:
+                    h = 0.0
+                lvl = np.sqrt(h)
+            out[c, i] = lvl
+            if lvl > _FOLLOW_AMP_FLOOR:
+                db[c, i] = 20.0 * np.log10(lvl)
+            else:
+                db[c, i] = FOLLOWER_DB_FLOOR
+        state[c, 0] = y
+        state[c, 1] = h
+        state[c, 2] = m
+
+
+@numba.njit(cache=True, nogil=True)
+def follower_batch(x, out, db, n, attack, release, sr, mode, state):
+    """:func:`follower_kernel` for a batch of followers (row v = node v)."""
+    for v in range(out.shape[0]):
+        follower_kernel(x[v], out[v], db[v], n, attack[v], release[v], sr, mode, state[v])

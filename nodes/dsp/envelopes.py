@@ -1,4 +1,4 @@
-"""Envelopes: adsr (classic or with curved segments, retrigger or legato) and ar."""
+"""Envelopes: adsr (classic or with curved segments, retrigger or legato), ar, and the follower (envelope follower)."""
 from __future__ import annotations
 
 import numpy as np
@@ -247,3 +247,64 @@ class AR(Node):
         _envelope.env_kernel(self._y, n, self.inp["gate"][0], p["attack"], p["release"], self._ones,
                              p["release"], p["attack_curve"], p["release_curve"], p["release_curve"],
                              self.sr, self._kind, self.state)
+
+
+@register("follower")
+class Follower(Node):
+    """Envelope follower: the amplitude of a signal, rising and falling with their own times.
+
+    Turns any sound into a control signal (pyo's ``Follower2``,
+    SuperCollider's ``Amplitude``): a drum loop's follower can open a filter,
+    duck a pad or make a generator breathe with it. ``out`` is the envelope
+    as a linear amplitude (1 = full scale), ``db`` the same in dB (floored at
+    -100 dB), ready for a param in dB such as a generator's volume.
+
+    ``attack`` and ``release`` are time constants: after a step up the
+    envelope covers 63.2 % (1 - 1/e) of the step in ``attack`` seconds;
+    after the sound stops it falls to 36.8 % of its level in ``release``
+    seconds (an exponential, -8.7 dB per ``release``); 0 is instant.
+    ``mode: peak`` (the default) holds the peak of ``|x|``, falling with
+    the release, and rises toward it with the attack: a sine of amplitude
+    A reads A (less a droop of about ``period / (2 release)``). ``mode:
+    rms`` averages ``x**2`` over the attack time and holds it, falling no
+    faster than the release, then takes the square root: a sine reads
+    A / sqrt(2) once the attack spans a few periods; in rms mode the times
+    are those of the power (``out**2``). Each channel is followed on its own.
+
+    Example: ``env: {type: follower, in: drums, attack: 5ms, release: 150ms}``
+    (then ``volume: env.db`` or ``gain: {from: env, range: [0, 1]}``)
+    """
+
+    inputs = {"in": Input("signal to follow")}
+    outputs = {"out": Output("envelope, linear amplitude (1 = full scale)", range=(0.0, 1.0)),
+               "db": Output("envelope in dB (20 log10), floored at -100 dB", range=(-100.0, 0.0))}
+    params = {
+        "attack": Param(0.01, (0.0, 10.0), doc="rise time constant: 63.2 % of a step up in this time", **TIME),
+        "release": Param(0.1, (0.0, 10.0), doc="fall time constant: down to 36.8 % in this time", **TIME),
+    }
+    options = {"mode": Option("peak", choices=("peak", "rms"),
+                              doc="peak: the held peak of |x| (a sine reads its amplitude); "
+                                  "rms: the root of the mean square over the attack time (a sine reads 0.707 A)")}
+    batch_state = ("state",)
+
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        self.sr = float(ctx.sample_rate)
+        self._mode = _envelope.FOLLOW_RMS if self.opts.get("mode") == "rms" else _envelope.FOLLOW_PEAK
+        self._channels = self.out["out"].shape[0]
+        self.reset()
+
+    def reset(self):
+        self.state = _envelope.follower_state(self._channels)
+
+    def batch_key(self):
+        return (self.opts.get("mode") or "peak",)  # asked before prepare
+
+    def process(self, n, t):
+        _envelope.follower_kernel(self.inp["in"], self.out["out"], self.out["db"], n, self.par["attack"],
+                                  self.par["release"], self.sr, self._mode, self.state)
+
+    @classmethod
+    def process_batch(cls, b, n, t):
+        _envelope.follower_batch(b.inp["in"], b.out["out"], b.out["db"], n, b.par["attack"], b.par["release"],
+                                 b.sr, b._mode, b.state["state"])

@@ -68,4 +68,33 @@ def multires_log_spectral_distance(a, b, sr: float = 16000, ffts=DEFAULT_FFTS,
     return float(np.mean(out))
 
 
-__all__ = ["multires_log_spectral_distance", "log_power_spectrogram", "DEFAULT_FFTS", "DEFAULT_FLOOR_DB"]
+
+
+def partial_cents(x, sr: float, f0: float, t0: float = 0.25, t1: float = 1.4, search: float = 100.0) -> float:
+    """Cents from ``f0`` of the strongest partial within ``search`` cents of it, between ``t0`` and ``t1`` s.
+
+    A pitch measure for sounds whose partials are not harmonic (a bell): a
+    period tracker such as YIN lands on a common subperiod of the partials
+    (a bell's render reads one or two octaves low), whereas the partial at
+    the pitch is what the pitch sets. The segment is Hann-windowed and
+    zero-padded to 8 times its length; the peak bin is refined by a
+    parabola through the log magnitudes of it and its neighbours.
+    """
+    x = np.asarray(x, np.float64).reshape(-1)[int(t0 * sr):int(t1 * sr)]
+    if x.size < 16:
+        raise ValueError("partial_cents: segment too short")
+    n = 8 * x.size
+    mag = np.abs(np.fft.rfft(x * np.hanning(x.size), n))
+    f = np.arange(mag.size) * sr / n
+    lo, hi = f0 * 2.0 ** (-search / 1200.0), f0 * 2.0 ** (search / 1200.0)
+    idx = np.nonzero((f >= lo) & (f <= hi))[0]
+    k = int(idx[np.argmax(mag[idx])])
+    if 0 < k < mag.size - 1:
+        a, b, c = np.log(mag[k - 1:k + 2] + 1e-30)
+        d = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
+    else:
+        d = 0.0
+    return float(1200.0 * np.log2((k + d) * sr / n / f0))
+
+
+__all__ = ["multires_log_spectral_distance", "log_power_spectrogram", "partial_cents", "DEFAULT_FFTS", "DEFAULT_FLOOR_DB"]

@@ -19,7 +19,9 @@
   ``--eval-only`` measures its best weights again, e.g. at another temperature).
 * **the end**: the best weights generate the held-out-pitch notes (velocity
   100, every instrument) with the numba kernel from the labels' pitch and
-  loudness curves, and the run reports their YIN pitch error, the timbre
+  loudness curves, and the run reports their pitch error (YIN; for an
+  instrument whose own render YIN does not hear at its pitch, the bell, the
+  strongest partial near the pitch: :func:`note_pitch_cents`), the timbre
   ratio (multi-resolution log-spectral distance to the ground-truth note
   divided by the distance between two instruments' ground truths at that
   pitch) and the kernel's speed; all go into the checkpoint's
@@ -60,6 +62,9 @@ class GenTrainConfig:
     patience: int = 0
     max_minutes: float = 0.0
     input_noise: int = 0
+    gain_norm: bool = False
+    preemph: float = 0.0
+    mean_output: bool = False
     temperature: float = 1.0
     eval_velocity: int = 100
     seed: int = 0
@@ -84,6 +89,12 @@ class GenTrainConfig:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
         if self.period_taps is not None:
             parts += ["--period-taps", str(self.period_taps)]
+        if self.gain_norm:
+            parts += ["--gain-norm"]
+        if self.preemph:
+            parts += ["--preemph", f"{self.preemph:g}"]
+        if self.mean_output:
+            parts += ["--mean-output"]
         return " ".join(parts)
 
 
@@ -129,6 +140,45 @@ def load_notes(root: str, split: str, names: list) -> list:
                       "f0_curve": np.interp(t, frames, lab["f0_hz"]).astype(np.float32),
                       "loud": np.interp(t, frames, lab["loudness_db"]).astype(np.float32),
                       "phase": fundamental_phase(x, float(lab["f0_hz"][0]), sr)})
+    return notes
+
+
+#: loudness below this (dB) counts as this in the loudness normalisation (``--gain-norm``)
+GAIN_NORM_FLOOR_DB = -70.0
+
+
+def gain_norm_scale(notes: list, floor_db: float = GAIN_NORM_FLOOR_DB) -> float:
+    """The scale ``s`` of the loudness normalisation: the 99.9th percentile of ``|x| / 10^(loudness / 20)``.
+
+    Over the notes' samples louder than -50 dB: with it, ``x / (s 10^(loudness / 20))`` stays inside
+    -1..1 but for the rarest samples (attacks the loudness frames only half cover), which are clipped.
+    """
+    r = []
+    for n in notes:
+        sel = n["loud"] > -50.0
+        r.append(np.abs(n["audio"][sel]) / 10.0 ** (np.maximum(n["loud"][sel], floor_db) / 20.0))
+    r = np.concatenate(r) if r else np.ones(1)
+    return round(float(max(np.percentile(r, 99.9), 1e-3)), 4)
+
+
+def recode(notes: list, gain_norm: dict | None, preemph: float = 0.0) -> list:
+    """Re-code every note's classes (and their decoded values) as what the network models.
+
+    ``y = x / a`` with loudness normalisation (``a = s 10^(max(loudness, floor) / 20)``), else ``x``;
+    then, with pre-emphasis, ``y[t] - preemph y[t - 1]``.
+    """
+    from .wavenet_gen import mu_law_decode, mu_law_encode
+
+    if not gain_norm and not preemph:
+        return notes
+    for n in notes:
+        y = n["audio"].astype(np.float64)
+        if gain_norm:
+            y = y / (gain_norm["scale"] * 10.0 ** (np.maximum(n["loud"], gain_norm["floor_db"]) / 20.0))
+        if preemph:
+            y = y - preemph * np.concatenate([[0.0], y[:-1]])
+        n["classes"] = mu_law_encode(y)
+        n["dec"] = mu_law_decode(n["classes"])
     return notes
 
 
@@ -196,8 +246,24 @@ def median_f0_cents(x, sr, f0, t0=0.25, t1=1.4):
     return m, float(1200 * math.log2(m / f0))
 
 
+def note_pitch_cents(y, truth, sr, f0) -> tuple[float, float, str]:
+    """``(generated, ground truth, measure)``: the pitch error (cents) of a generated note and of its truth.
+
+    The measure is YIN's median f0 (:func:`median_f0_cents`) where YIN hears the truth at its pitch (within
+    50 cents); where it does not (a bell: its partials are not harmonic, and YIN lands one or two octaves
+    low on the bell's own render), both are measured by their strongest partial within 100 cents of the
+    pitch (:func:`nodes.neural.metrics.partial_cents`): the partial the pitch sets.
+    """
+    from .metrics import partial_cents
+
+    _, ct = median_f0_cents(truth, sr, f0)
+    if math.isfinite(ct) and abs(ct) <= 50.0:
+        return median_f0_cents(y, sr, f0)[1], ct, "yin"
+    return partial_cents(y, sr, f0), partial_cents(truth, sr, f0), "partial"
+
+
 def evaluate_generation(model, notes_by_key: dict, names: list, heldout: list, velocity: int, temperature: float,
-                        seed: int = 0, log=print) -> dict:
+                        seed: int = 0, log=print, mean_output: bool = False) -> dict:
     """Generate every (instrument, held-out pitch) note at ``velocity`` and measure pitch and timbre."""
     from .wavenet_gen import generate
 
@@ -209,17 +275,18 @@ def evaluate_generation(model, notes_by_key: dict, names: list, heldout: list, v
             if note is None:
                 continue
             t0 = time.perf_counter()
-            y = generate(model, note["f0_curve"], note["loud"], note["inst"], temperature, note["sr"], seed=seed)
+            y = generate(model, note["f0_curve"], note["loud"], note["inst"], temperature, note["sr"], seed=seed,
+                         mean_out=mean_output)
             t_gen += time.perf_counter() - t0
             n_gen += y.size
             gens[(inst, p)] = y
-            _, cents = median_f0_cents(y, note["sr"], note["f0"])
-            _, cents_truth = median_f0_cents(note["audio"], note["sr"], note["f0"])
+            cents, cents_truth, how = note_pitch_cents(y, note["audio"], note["sr"], note["f0"])
             d = multires_log_spectral_distance(y, note["audio"])
             others = [multires_log_spectral_distance(note["audio"], notes_by_key[(o, p, velocity)]["audio"])
                       for o in names if o != inst and (o, p, velocity) in notes_by_key]
             inter = float(np.mean(others)) if others else math.nan
-            rows.append({"instrument": inst, "pitch": p, "cents": round(cents, 2), "cents_truth": round(cents_truth, 2),
+            rows.append({"instrument": inst, "pitch": p, "cents": round(cents, 2), "pitch_measure": how,
+                         "cents_truth": round(cents_truth, 2),
                          "lsd": round(d, 4), "lsd_between_instruments": round(inter, 4),
                          "timbre_ratio": round(d / inter, 4) if inter == inter else None,
                          "peak": round(float(np.max(np.abs(y))), 3)})
@@ -289,6 +356,13 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
         if cfg.period_taps not in (0, 1, 2):
             raise ValueError("--period-taps is 0, 1 or 2")
         mcfg["period_input"] = int(cfg.period_taps)
+    if cfg.gain_norm:
+        mcfg["gain_norm"] = {"scale": gain_norm_scale(train_notes), "floor_db": GAIN_NORM_FLOOR_DB}
+        log(f"loudness normalisation: the network models x / ({mcfg['gain_norm']['scale']:g} 10^(loudness / 20))")
+    if cfg.preemph:
+        mcfg["preemph"] = float(cfg.preemph)
+    recode(train_notes, mcfg.get("gain_norm"), mcfg.get("preemph", 0.0))
+    recode(valid_notes, mcfg.get("gain_norm"), mcfg.get("preemph", 0.0))
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
     warm = model.receptive_field - 1
@@ -406,14 +480,16 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     model.load_state_dict(best[2])
     model.eval()
     # measure on the held-out pitches with the numba kernel
-    test_notes = load_notes(cfg.data, "test", names)
+    test_notes = recode(load_notes(cfg.data, "test", names), mcfg.get("gain_norm"), mcfg.get("preemph", 0.0))
     by_key = {(n["instrument"], n["pitch"], n["velocity"]): n for n in test_notes + train_notes + valid_notes}
     hp = list(man.get("heldout_pitches") or heldout_pitches(_dataset_cfg_like(man)))
-    ev = evaluate_generation(model, by_key, names, hp, cfg.eval_velocity, cfg.temperature, seed=cfg.seed, log=log)
+    ev = evaluate_generation(model, by_key, names, hp, cfg.eval_velocity, cfg.temperature, seed=cfg.seed, log=log,
+                             mean_output=cfg.mean_output)
     sps = ev["seconds_per_sample"]
     validation = {"valid_loss": round(best[0], 4), "best_step": best[1], "steps": step, "stopped": stopped,
                   "train_seconds": round(train_seconds, 1), "heldout_pitches": hp,
                   "eval_velocity": cfg.eval_velocity, "eval_temperature": cfg.temperature,
+                  "eval_output": "mean" if cfg.mean_output else "sample",
                   "max_abs_cents": ev.get("max_abs_cents"), "within_25_cents": ev.get("within_25_cents"),
                   "notes_measured": len(ev["notes"]), "timbre_ratio_mean": ev.get("timbre_ratio_mean"),
                   "timbre_ratio_max": ev.get("timbre_ratio_max"), "seconds_per_sample": sps,
@@ -427,7 +503,8 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
                      f"{ev.get('timbre_ratio_mean', math.nan):.2f}")
     log(f"stopped: {stopped}; best validation cross-entropy {best[0]:.4f} at step {best[1]} ({train_seconds:.0f} s)")
     for r in ev["notes"]:
-        log(f"  {r['instrument']:6s} MIDI {r['pitch']}: {r['cents']:+7.1f} cents (truth {r['cents_truth']:+6.1f}), "
+        log(f"  {r['instrument']:6s} MIDI {r['pitch']}: {r['cents']:+7.1f} cents (truth {r['cents_truth']:+6.1f}, "
+            f"{r['pitch_measure']}), "
             f"timbre ratio {r['timbre_ratio']:.2f}")
     log(f"held-out pitches: max |error| {ev.get('max_abs_cents', math.nan):.1f} cents, "
         f"{ev.get('within_25_cents')}/{len(ev['notes'])} within 25; timbre ratio mean "
@@ -470,6 +547,15 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input-noise", type=int, default=d.input_noise,
                    help="jitter the input mu-law classes by up to K (K drawn per excerpt, 0..K): robustness to "
                         "the model's own sampling errors (default %(default)s)")
+    p.add_argument("--gain-norm", action="store_true",
+                   help="loudness normalisation: the network models x / (s 10^(loudness / 20)) and the kernel "
+                        "multiplies its output back, so the level follows the loudness param exactly")
+    p.add_argument("--preemph", type=float, default=d.preemph,
+                   help="pre-emphasis coefficient (e.g. 0.85; 0: none): the network models y[t] - a y[t-1] and the "
+                        "kernel de-emphasises, so its noise follows the spectrum's tilt (LPCNet)")
+    p.add_argument("--mean-output", action="store_true",
+                   help="measure the final test with the node's output: mean (the mean of each drawn-from "
+                        "distribution) instead of the drawn sample")
     p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature of the final test")
     p.add_argument("--eval-velocity", type=int, default=d.eval_velocity)
     p.add_argument("--seed", type=int, default=d.seed)

@@ -156,8 +156,16 @@ def model_class():
         """
 
         def __init__(self, channels, skip, head, embed, kernel, dilations, instruments, instrument_names=None,
-                     classes=CLASSES, sample_rate=16000, period_input=False):
+                     classes=CLASSES, sample_rate=16000, period_input=False, gain_norm=None, preemph=0.0):
             super().__init__()
+            if not 0.0 <= float(preemph) < 1.0:
+                raise ValueError("preemph is a pre-emphasis coefficient in 0..1 (0: none)")
+            #: pre-emphasis: the network models ``y[t] - preemph y[t - 1]`` (LPCNet's noise shaping)
+            self.preemph = float(preemph)
+            #: loudness normalisation ``{"scale": s, "floor_db": F}``: the network models ``x / a`` with
+            #: ``a = s 10^(max(loudness, F) / 20)``; None: it models ``x`` itself
+            self.gain_norm = None if gain_norm is None else {"scale": float(gain_norm["scale"]),
+                                                             "floor_db": float(gain_norm["floor_db"])}
             if kernel != 2:
                 raise ValueError("the generator's kernel is 2 (Fast WaveNet queues hold one past input per layer)")
             C, S, H, E = int(channels), int(skip), int(head), int(embed)
@@ -288,10 +296,13 @@ class Weights:
         self.W2 = np.ascontiguousarray(_np(model.head2.weight)[:, :, 0].T)              # (H, Q)
         self.b2 = _np(model.head2.bias)
         self.macs_per_sample = int(model.macs_per_sample)
+        gn = model.gain_norm
+        self.gn = np.array([gn["scale"], gn["floor_db"]] if gn else [], np.float64)  # (2,) or (0,): off
+        self.preemph = float(model.preemph)
 
     def args(self):
         return (self.dil, self.emb_in, self.emb_inst, self.Wp, self.Wh, self.bc, self.M, self.Wr, self.br,
-                self.Ws, self.bs, self.W1, self.b1, self.W2, self.b2)
+                self.Ws, self.bs, self.W1, self.b1, self.W2, self.b2, self.gn, self.preemph)
 
     def scratch(self):
         """Per-sample work vectors, one float32 array ``(rows,)`` each packed into one buffer."""
@@ -299,8 +310,9 @@ class Weights:
 
 
 #: state layout (float64): queue position, oscillator phase (cycles), rng, previous class, primer position,
-#: output history position, then the output history (``HIST`` samples, for the period input)
-ST_POS, ST_PHASE, ST_RNG, ST_PREV, ST_PRIMER, ST_HPOS, ST_HIST = 0, 1, 2, 3, 4, 5, 8
+#: output history position, the de-emphasis filter's last output, then the output history (``HIST`` samples, for
+#: the period input)
+ST_POS, ST_PHASE, ST_RNG, ST_PREV, ST_PRIMER, ST_HPOS, ST_DEEMPH, ST_HIST = 0, 1, 2, 3, 4, 5, 6, 8
 STATE_SIZE = ST_HIST + HIST
 _TWO_PI = 2.0 * math.pi
 _LN_MU1 = math.log1p(MU)
@@ -312,6 +324,19 @@ def _xorshift32(s):
     s ^= s >> np.uint32(17)
     s ^= (s << np.uint32(5)) & np.uint32(0xFFFFFFFF)
     return s & np.uint32(0xFFFFFFFF)
+
+
+#: every class's decoded value (a constant table inside the kernels)
+_DEC = mu_law_decode(np.arange(CLASSES)).astype(np.float64)
+
+
+@numba.njit(inline="always", **_JIT)
+def _encode(v):
+    """One sample (clipped to -1..1) -> its 8-bit mu-law class (as :func:`mu_law_encode`)."""
+    v = min(max(v, -1.0), 1.0)
+    y = math.log1p(MU * abs(v)) / _LN_MU1
+    c = math.floor(((y if v >= 0 else -y) + 1.0) * 0.5 * MU + 0.5)
+    return int(min(max(c, 0.0), MU))
 
 
 @numba.njit(inline="always", **_JIT)
@@ -457,11 +482,15 @@ def _push(state, v):
 
 
 @numba.njit(**_JIT)
-def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br, Ws,
-                 bs, W1, b1, W2, b2, state, queues, work):
+def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br,
+                 Ws, bs, W1, b1, W2, b2, gn, pre, state, queues, work):
     """Generate ``n`` samples into ``out[:n]`` (params per sample); ``state``, ``queues`` carried between calls.
 
-    While ``state[ST_PRIMER] < primer.size`` the primer's classes are fed in (and played) instead of samples.
+    While ``state[ST_PRIMER] < primer.size`` the primer (audio) is fed in as classes (and played) instead of
+    drawn samples. With loudness normalisation (``gn = [s, floor_db]``; empty: off) the classes are those
+    of ``x / a``, ``a = s 10^(max(loudness, floor_db) / 20)``, and the output is ``a`` times them (clipped
+    to -1..1); with pre-emphasis (``pre`` > 0) they are those of ``y[t] - pre y[t - 1]`` and the output is
+    de-emphasised. ``mean_out``: the output is the mean of the distribution drawn from, not the draw.
     """
     Q = W2.shape[1]
     nper = M.shape[0] - emb_inst.shape[1] - LOCAL_ROWS
@@ -476,8 +505,12 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, dil, emb_in, emb_i
         y0, y1 = _period_inputs(state, f, sr, nper)
         _logits(prev, f, loud[t], inst[t], phase, pos, y0, y1, dil, emb_in, emb_inst, Wp, Wh,
                 bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, queues, work)
-        if pp < primer.size:
-            cls = primer[pp]
+        amp = 1.0
+        if gn.size > 0:
+            amp = gn[0] * 10.0 ** (max(loud[t], gn[1]) / 20.0)
+        drawn = pp >= primer.size
+        if not drawn:
+            cls = _encode(primer[pp] / amp - pre * state[ST_DEEMPH])
             pp += 1
         else:
             inv_t = 1.0 / max(temp[t], 1e-3)
@@ -499,7 +532,16 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, dil, emb_in, emb_i
                     cls = k
                     break
         v = _decode(cls)
-        out[t] = v
+        o = v
+        if mean_out and drawn:  # the mean of the distribution drawn from (the draw drives the recursion)
+            acc = 0.0
+            for k in range(Q):
+                acc += work[k] * _DEC[k]
+            o = acc / tot
+        if pre != 0.0:  # de-emphasis 1 / (1 - pre z^-1)
+            o += pre * state[ST_DEEMPH]
+            state[ST_DEEMPH] = o
+        out[t] = min(max(amp * o, -1.0), 1.0)
         _push(state, v)
         prev = cls
         pos = (pos + 1) % D
@@ -514,7 +556,7 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, dil, emb_in, emb_i
 
 @numba.njit(**_JIT)
 def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br, Ws,
-                       bs, W1, b1, W2, b2, state, queues, work):
+                       bs, W1, b1, W2, b2, gn, pre, state, queues, work):
     """The kernel's log-probabilities ``logp[t]`` of every class with ``classes`` as the given past (tests)."""
     Q = W2.shape[1]
     nper = M.shape[0] - emb_inst.shape[1] - LOCAL_ROWS
@@ -549,14 +591,15 @@ def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb
 class Generator:
     """A model's kernel with its state: ``gen(out, n, pitch, loud, inst, temp)`` (numpy float arrays)."""
 
-    def __init__(self, model, sample_rate: float, seed: int = 0, primer=None):
+    def __init__(self, model, sample_rate: float, seed: int = 0, primer=None, mean_out=False):
+        self.mean_out = bool(mean_out)
         self.w = Weights(model)
         self.sr = float(sample_rate)
         self.seed = int(seed)
         self.state = np.zeros(STATE_SIZE, np.float64)
         self.queues = np.zeros((self.w.L, self.w.D, self.w.C), _F)
         self.work = self.w.scratch()
-        self.primer = np.zeros(0, np.int64) if primer is None else np.ascontiguousarray(primer, np.int64)
+        self.primer = np.zeros(0, _F) if primer is None else np.ascontiguousarray(primer, _F)
         self.reset()
 
     def reset(self):
@@ -567,7 +610,7 @@ class Generator:
         self.state[ST_RNG] = float(s or 1)
 
     def __call__(self, out, n, pitch, loud, inst, temp):
-        wng_generate(out, n, pitch, loud, inst, temp, self.sr, self.primer, *self.w.args(), self.state, self.queues,
+        wng_generate(out, n, pitch, loud, inst, temp, self.sr, self.primer, self.mean_out, *self.w.args(), self.state, self.queues,
                      self.work)
 
     def teacher_forced(self, classes, pitch, loud, inst):
@@ -578,14 +621,14 @@ class Generator:
         return logp
 
 
-def generate(model, pitch, loud, inst, temp=1.0, sample_rate=16000.0, seed=0, primer=None) -> np.ndarray:
+def generate(model, pitch, loud, inst, temp=1.0, sample_rate=16000.0, seed=0, primer=None, mean_out=False) -> np.ndarray:
     """Generate ``len(pitch)`` samples for per-sample pitch (Hz), loudness (dB) and instrument arrays (or scalars)."""
     n = len(pitch)
 
     def arr(v):
         return np.ascontiguousarray(np.broadcast_to(np.asarray(v, _F), (n,)))
 
-    g = Generator(model, sample_rate, seed, primer)
+    g = Generator(model, sample_rate, seed, primer, mean_out)
     out = np.zeros(n, _F)
     g(out, n, arr(pitch), arr(loud), arr(inst), arr(temp))
     return out
@@ -616,12 +659,19 @@ class _ContractSettings:
         return {"model": os.path.relpath(TEST_MODEL, os.getcwd())}
 
 
-def _instrument_param(path: str, file: str) -> Param:
-    cfg = load_checkpoint(path, file)["config"]
+def _model_params(path: str, file: str) -> dict:
+    """The params a model decides: its instruments, and the temperature it was measured at as the default."""
+    ck = load_checkpoint(path, file)
+    cfg = ck["config"]
     names = cfg.get("instrument_names") or [str(i) for i in range(cfg["instruments"])]
-    return Param(0.0, (0.0, float(max(1, len(names) - 1))), "",
-                 doc="instrument: " + ", ".join(f"{i} {n}" for i, n in enumerate(names))
-                     + "; between two indices the embeddings are interpolated")
+    temp = float((ck.get("validation") or {}).get("eval_temperature", 1.0))
+    temp = min(max(temp, 0.05), 2.0) if math.isfinite(temp) else 1.0
+    return {"instrument": Param(0.0, (0.0, float(max(1, len(names) - 1))), "",
+                                doc="instrument: " + ", ".join(f"{i} {n}" for i, n in enumerate(names))
+                                    + "; between two indices the embeddings are interpolated"),
+            "temperature": Param(temp, (0.05, 2.0), "", "exp",
+                                 doc="softmax temperature (Graves' probability bias b = 1/T - 1); the default is "
+                                     "the temperature the model was measured at")}
 
 
 @register("wavenet_gen")
@@ -636,9 +686,15 @@ class WaveNetGenNode(Node):
     the loudness (A-weighted dBFS, as the dataset's ``loudness_db`` labels)
     and the instrument (a fractional index interpolates the instruments'
     embeddings). ``temperature`` scales the logits (Graves' probability bias
-    ``b = 1/T - 1``: lower is cleaner and more deterministic, higher noisier).
+    ``b = 1/T - 1``: lower is cleaner and more deterministic, higher noisier;
+    its default is the temperature the model was measured at).
     Sampling uses the node's own random generator (option ``seed``), so a
-    render repeats exactly. ``primer:`` plays an audio file first (as 8-bit
+    render repeats exactly. ``output: mean`` (the default) plays the mean of
+    each distribution drawn from while the draws drive the network, which
+    removes the sampling hiss; ``output: sample`` plays the draws themselves.
+    A model trained with loudness normalisation follows ``loudness`` exactly:
+    it generates the waveform at unit level and the node scales it (output
+    clipped to -1..1). ``primer:`` plays an audio file first (as 8-bit
     mu-law) through the network, warming its queues, then generation carries on.
 
     Example: ``voice: {type: wavenet_gen, model: models/wavenet-gen.pt, pitch: 220Hz, loudness: -25dB, instrument: 2}``
@@ -658,6 +714,10 @@ class WaveNetGenNode(Node):
         "model": Option(None, kind="path", required=True, doc="wavenet_gen checkpoint relative to the patch's folder"),
         "seed": Option(0, kind=int, doc="seed of the sampling generator"),
         "primer": Option(None, kind="path", doc="audio file played through the network first (warms its queues)"),
+        "output": Option("mean", choices=("mean", "sample"),
+                         doc="sample: play the drawn samples (the network's own sound, hiss included); mean: play "
+                             "the mean of each distribution drawn from (the draws still drive the network), which "
+                             "removes the sampling noise"),
     }
     contract_settings = _ContractSettings()
 
@@ -670,7 +730,7 @@ class WaveNetGenNode(Node):
         if file:
             base, where = _place(file)
             try:
-                params["instrument"] = _instrument_param(resolve_model(file, base), file)
+                params.update(_model_params(resolve_model(file, base), file))
             except PatchError as e:
                 e.where = Where(where.file, where.line, where.node, e.where.key or "model")
                 raise
@@ -702,9 +762,9 @@ class WaveNetGenNode(Node):
             except Exception as e:
                 raise PatchError(f"primer '{pfile}': cannot read it ({type(e).__name__})",
                                  Where(key="primer")) from None
-            primer = mu_law_encode(x.mean(axis=1))
+            primer = x.mean(axis=1)
         self.gen = Generator(self.ckpt["model"], ctx.sample_rate, int(self.opts.get("seed", 0)) ^ int(ctx.seed or 0),
-                             primer)
+                             primer, mean_out=self.opts.get("output") == "mean")
         self.state, self.queues = self.gen.state, self.gen.queues
         self.reset()
 
