@@ -726,6 +726,9 @@ GENERATORS = {
     "wavenet_gen": ("WaveNet generator, models/wavenet-gen.pt",
                     {"type": "wavenet_gen", "model": "models/wavenet-gen.pt", "pitch": 220, "loudness": -20,
                      "instrument": 1}, 1.0),
+    "vae": ("VAE encoder + decoder, models/vae.pt (timbre transfer of a string plucked every 0.5 s)",
+            {"type": "vae_decoder", "model": "models/vae.pt", "z": "enc", "f0": "enc.f0", "loudness": "enc.loudness"},
+            20.0),
 }
 GEN_TARGET_BLOCK = 256
 
@@ -738,6 +741,10 @@ def generator_patch(row: str, seconds: float) -> dict:
         patch["score"] = [ev for k in range(int(math.ceil(seconds)))
                           for ev in ({"at": float(k), "trigger": "g", "velocity": 0.8},
                                      {"at": k + 0.8, "release": "g"})]
+    if row == "vae":  # the encoder and the decoder of a timbre transfer: a plucked string in, g decodes it
+        patch["nodes"]["src"] = {"type": "string", "freq": 110, "decay": 1.5}
+        patch["nodes"]["enc"] = {"type": "vae_encoder", "in": "src", "model": "models/vae.pt"}
+        patch["score"] = [{"at": 0.5 * k, "trigger": "src", "velocity": 0.8} for k in range(int(2 * seconds) + 1)]
     return patch
 
 
@@ -752,6 +759,10 @@ def _gen_macs(node) -> float | None:
         from nodes.neural.sing import macs_per_frame
 
         return macs_per_frame(node._m["data"]["config"])["total"] / node.hop
+    if node.type_name == "vae_decoder":  # the row's encoder and decoder together
+        from nodes.neural.vae import macs_per_frame as vae_macs
+
+        return vae_macs(node._m["config"])["total"] / node.engine.hop
     return None
 
 
@@ -815,7 +826,7 @@ def _generator_targets(sec: dict) -> list[dict]:
 def _generators_text(res: dict, sec: dict) -> list[str]:
     L = [f"Each shipped generator alone in a patch at {GEN_SR} Hz (the dataset's rate), pinned to one core, "
          f"{res['seconds']:g} s rendered, best of {res['repeats']} (`patchlib.bench.generator_patch`). MAC/sample: "
-         "the multiply-adds the model does per output sample (SING: per frame over the hop); GFLOP/s = 2 × MAC × "
+         "the multiply-adds the model does per output sample (SING, VAE: per frame over the hop); GFLOP/s = 2 × MAC × "
          f"samples per second, against the one-thread float32 peak measured in the run "
          f"({_fmt(sec['peak']['best'], ' GFLOP/s')}).", "",
          "| generator | block | ×RT | MAC/sample | GFLOP/s | % of peak |", "|---|---:|---:|---:|---:|---:|"]

@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train a model: 'patchlib train pedal --help' (a WaveNet/LSTM effect from dry/wet "
                                    "WAVs), 'patchlib train mapper --help' (a gesture mapping from examples), "
-                                   "'patchlib train sing|sample-rnn|wavenet-gen --help' (neural generators on the "
-                                   "dataset).")
+                                   "'patchlib train sing|sample-rnn|wavenet-gen|vae --help' (neural generators and the "
+                                   "timbre VAE on the dataset).")
     tsub = t.add_subparsers(dest="train_what", metavar="WHAT")
     from .wekinator import add_map_parser, add_train_parser as add_mapper_train_parser
 
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nodes.neural.train_wavenet_gen import add_train_parser as add_wavenet_gen_train_parser
 
     add_wavenet_gen_train_parser(tsub)
+    from nodes.neural.train_vae import add_train_parser as add_vae_train_parser
+
+    add_vae_train_parser(tsub)
     tp = tsub.add_parser("pedal", help="a WaveNet or LSTM effect from dry/wet WAV pairs",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description=textwrap.dedent("""\

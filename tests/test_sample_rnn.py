@@ -202,6 +202,7 @@ def test_shipped_model_between_pitches_interpolates(shipped):
             assert abs(c) <= 25.0, (inst, m, c)  # so strictly between the neighbouring semitones
 
 
+@pytest.mark.slow  # a speed target: the benchmark (patchlib bench generators) reports it
 def test_shipped_model_speed(shipped):
     """At least 2x real time at 16 kHz on one core (after compilation); cost per multiply-add reported."""
     n = 2 * SR

@@ -232,6 +232,7 @@ def test_poly_patch_plays_three_notes_at_once():
 
 
 @shipped
+@pytest.mark.slow  # a speed target: the benchmark (patchlib bench generators) reports it
 def test_faster_than_50x_real_time():
     spec = _note_patch("patches/models/sing.pt", 220.0, 2.0, 0.8, seconds=10.0)
     e = patchlib.Engine(patchlib.load_patch(spec), block_size=256)

@@ -9,3 +9,5 @@ from . import pedal  # noqa: F401
 from . import sample_rnn  # noqa: F401
 from . import wavenet_gen  # noqa: F401
 from . import sing  # noqa: F401
+from . import vae  # noqa: F401
+from . import latent  # noqa: F401

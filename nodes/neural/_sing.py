@@ -2,7 +2,8 @@
 
 The features are shared with training (``train_sing`` calls
 :func:`frame_features` for every frame of every note), so the model sees
-exactly the same numbers when it is trained and when it plays.
+exactly the same numbers when it is trained and when it plays. The VAE's
+decoder (:mod:`._vae`) reuses the pitch features, the MLP and the partials.
 
 State of one voice (``state``, float64)::
 
@@ -81,6 +82,17 @@ def _matvec(W, x, b, out):
         for j in range(W.shape[1]):
             s += W[i, j] * x[j]
         out[i] = s
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _hidden2(W1, b1, W2, b2, x, h1, h2):
+    """Two leaky-ReLU layers of a decoder (or encoder) MLP: ``h1 = lrelu(W1 x + b1)``, ``h2 = lrelu(W2 h1 + b2)``."""
+    _matvec(W1, x, b1, h1)
+    for j in range(h1.size):
+        h1[j] = _lrelu(h1[j])
+    _matvec(W2, h1, b2, h2)
+    for j in range(h2.size):
+        h2[j] = _lrelu(h2[j])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -185,12 +197,7 @@ def sing_frame(feat, inst, emb, Wih, Whh, bl, Wz, bz, W1, b1, W2, b2, Wc, bc, Wa
     _matvec(Wz, h, bz, z)
     for p in range(P):
         z[D + p] = feat[p]
-    _matvec(W1, z, b1, hd1)
-    for j in range(DH):
-        hd1[j] = _lrelu(hd1[j])
-    _matvec(W2, hd1, b2, hd2)
-    for j in range(DH):
-        hd2[j] = _lrelu(hd2[j])
+    _hidden2(W1, b1, W2, b2, z, hd1, hd2)
     _matvec(Wc, hd2, bc, co)
     _matvec(Wa, hd2, ba, am)
     for k in range(K):
@@ -217,6 +224,31 @@ def scratch_size(E, F, H, D, DH, C, K, N):
 
 
 @numba.njit(cache=True, nogil=True)
+def ola_add(ola, frame, p):
+    """Overlap-add ``frame`` into the ring ``ola`` (same length) from its read position ``p``."""
+    N = ola.size
+    for k in range(N):
+        ola[(p + k) % N] += frame[k]
+
+
+@numba.njit(cache=True, nogil=True)
+def ola_take(ola, state, k):
+    """The ring's sample at the read position ``state[k]``, cleared; the position moves on by one."""
+    p = int(state[k])
+    y = ola[p]
+    ola[p] = 0.0
+    state[k] = (p + 1) % ola.size
+    return y
+
+
+@numba.njit(cache=True, nogil=True)
+def next_theta(theta, f0, hop, sr):
+    """The phase of f0/2 one hop later, mod 2 pi (the partials' phase runs on from frame to frame)."""
+    th = theta + math.pi * f0 * hop / sr
+    return th - 2.0 * math.pi * math.floor(th / (2.0 * math.pi))
+
+
+@numba.njit(cache=True, nogil=True)
 def sing_block(y, n, pitch, inst, state, h, c, ola, frame, feat, scratch, emb, Wih, Whh, bl, Wz, bz, W1, b1, W2,
                b2, Wc, bc, Wa, ba, basis, window, sr, hop, tail, nyq):
     """Render ``n`` samples of one voice into ``y[:n]``: a frame every ``hop`` samples while active, overlap-added.
@@ -239,17 +271,11 @@ def sing_block(y, n, pitch, inst, state, h, c, ola, frame, feat, scratch, emb, W
                 frame_features(hz_to_midi(f0), state[6], t_on, state[4], t_rel, feat)
                 sing_frame(feat, float(inst[i]), emb, Wih, Whh, bl, Wz, bz, W1, b1, W2, b2, Wc, bc, Wa, ba, basis,
                            window, h, c, state[3], f0, sr, frame, scratch, nyq)
-                p = int(state[7])
-                for k in range(N):
-                    ola[(p + k) % N] += frame[k]
+                ola_add(ola, frame, int(state[7]))
                 state[1] = j + 1.0
                 state[2] = hop
-                th = state[3] + math.pi * f0 * hop / sr
-                state[3] = th - 2.0 * math.pi * math.floor(th / (2.0 * math.pi))
-        p = int(state[7])
-        y[i] = ola[p]
-        ola[p] = 0.0
-        state[7] = (p + 1) % N
+                state[3] = next_theta(state[3], f0, hop, sr)
+        y[i] = ola_take(ola, state, 7)
         if state[0] > 0.5:
             state[2] -= 1.0
             if state[4] > 0.5:

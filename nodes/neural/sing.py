@@ -201,13 +201,20 @@ def net_class():
 
         def ola(self, frames):
             """Overlap-add ``(B, T, frame)`` at ``hop``: ``(B, (T - 1) hop + frame)``."""
-            B, T, N = frames.shape
-            L = (T - 1) * self.hop + N
-            y = F.fold(frames.transpose(1, 2), output_size=(1, L), kernel_size=(1, N), stride=(1, self.hop))
-            return y.reshape(B, L)
+            return overlap_add(frames, self.hop)
 
     _NET["cls"] = SingNet
     return SingNet
+
+
+def overlap_add(frames, hop: int):
+    """Overlap-add torch frames ``(B, T, N)`` every ``hop`` samples: ``(B, (T - 1) hop + N)`` (also the VAE's)."""
+    from torch.nn import functional as F
+
+    B, T, N = frames.shape
+    L = (T - 1) * hop + N
+    y = F.fold(frames.transpose(1, 2), output_size=(1, L), kernel_size=(1, N), stride=(1, hop))
+    return y.reshape(B, L)
 
 
 def build_net(config: dict, encoder: bool = False):
@@ -217,8 +224,6 @@ def build_net(config: dict, encoder: bool = False):
 # ------------------------------------------------------------------ checkpoints
 def save(path, model, instruments, validation=None, train_command: str = "") -> None:
     """Write a SING checkpoint (no encoder weights: the node does not need them)."""
-    import torch
-
     cfg = {k: getattr(model, "_cfg")[k] for k in DEFAULT_CONFIG} if hasattr(model, "_cfg") else None
     if cfg is None:
         raise ValueError("the model has no _cfg (build it with build_model)")
@@ -227,6 +232,13 @@ def save(path, model, instruments, validation=None, train_command: str = "") -> 
     data = {"format": FORMAT, "version": VERSION, "arch": ARCH, "config": dict(cfg),
             "sample_rate": float(cfg["sample_rate"]), "knobs": [], "instruments": list(instruments),
             "validation": dict(validation or {}), "train_command": str(train_command), "state_dict": sd}
+    write_checkpoint(path, data)
+
+
+def write_checkpoint(path, data: dict) -> None:
+    """``torch.save`` a checkpoint dict atomically (to ``path.partial``, then renamed), making its folder."""
+    import torch
+
     d = os.path.dirname(os.fspath(path))
     if d:
         os.makedirs(d, exist_ok=True)
@@ -246,13 +258,35 @@ def build_model(config: dict, encoder: bool = False):
 _cache: dict = {}
 
 
-def load(path, name=None) -> dict:
-    """A SING checkpoint read with ``weights_only=True``, checked; cached by path, size and mtime."""
+def cache_key(path) -> tuple:
+    """The key of a loaded model in a module's cache: the file's real path, mtime and size."""
+    st = os.stat(path) if os.path.isfile(path) else None
+    return (os.path.realpath(path), st and st.st_mtime_ns, st and st.st_size)
+
+
+def checked_model(build, data: dict, name, arch: str):
+    """``build()``'s model with ``data["state_dict"]`` loaded; errors name the file (also the VAE's loader).
+
+    The weights must match the architecture exactly and be finite.
+    """
     import torch
 
+    try:
+        model = build()
+        missing, unknown = model.load_state_dict(data["state_dict"], strict=False)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise _err(name, f"bad {arch} checkpoint: {str(e).splitlines()[0][:300]}") from None
+    if missing or unknown:
+        raise _err(name, f"weights do not match the declared architecture: missing {missing[:5]} unknown {unknown[:5]}")
+    if not all(torch.isfinite(v).all() for v in data["state_dict"].values()):
+        raise _err(name, "weights hold NaN or inf")
+    return model
+
+
+def load(path, name=None) -> dict:
+    """A SING checkpoint read with ``weights_only=True``, checked; cached by path, size and mtime."""
     name = name or path
-    st = os.stat(path) if os.path.isfile(path) else None
-    key = (os.path.realpath(path), st and st.st_mtime_ns, st and st.st_size)
+    key = cache_key(path)
     if key in _cache:
         return _cache[key]
     from .checkpoint import read
@@ -261,15 +295,7 @@ def load(path, name=None) -> dict:
     if data.get("arch") != ARCH:
         raise _err(name, f"architecture {data.get('arch')!r}, the sing node plays 'sing' models",
                    hint="a pedal model goes in a 'pedal' node")
-    try:
-        model = build_model(data["config"])
-        missing, unknown = model.load_state_dict(data["state_dict"], strict=False)
-    except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise _err(name, f"bad sing checkpoint: {str(e).splitlines()[0][:300]}") from None
-    if missing or unknown:
-        raise _err(name, f"weights do not match the declared architecture: missing {missing[:5]} unknown {unknown[:5]}")
-    if not all(torch.isfinite(v).all() for v in data["state_dict"].values()):
-        raise _err(name, "weights hold NaN or inf")
+    model = checked_model(lambda: build_model(data["config"]), data, name, ARCH)
     names = list(data.get("instruments") or [f"instrument {i}" for i in range(model.n_instruments)])
     out = {"data": data, "model": model.eval(), "instruments": names, "weights": numpy_weights(model)}
     _cache[key] = out

@@ -121,6 +121,24 @@ def ensure_dataset(root: str, log=print, workers: int = 0, progress: bool = True
 
 def load_notes(root: str, split: str, man: dict, frame: int, hop: int, max_notes: int = 0, rng=None) -> list:
     """Notes of a split with their audio and conditioning (see :func:`.sing.note_conditioning`)."""
+    from . import sing
+
+    notes = []
+    for lab, note, x, xo, T, sr in split_notes(root, split, man, frame, hop, max_notes, rng):
+        feats, theta, _ = sing.note_conditioning(float(lab["pitch"]), lab["velocity"] / 127.0, T,
+                                                 int(round(lab["release_s"] * sr)), frame, hop, sr)
+        notes.append(dict(note, feats=feats, theta=theta))
+    return notes
+
+
+def split_notes(root: str, split: str, man: dict, frame: int, hop: int, max_notes: int = 0, rng=None):
+    """``(label, note, audio, xo, T, sr)`` per note of a split (at most ``max_notes``, drawn by ``rng``).
+
+    ``xo``: the mono audio after ``frame - hop`` zeros (a note's first frame
+    starts that early), ``T`` frames long; ``note``: the fields every model's
+    training notes share (name, instrument index and name, pitch, velocity,
+    f0, audio, xo, T, sr). Shared with :mod:`.train_vae`.
+    """
     import soundfile as sf
 
     from patchlib.dataset import load_split
@@ -132,20 +150,17 @@ def load_notes(root: str, split: str, man: dict, frame: int, hop: int, max_notes
     if max_notes and len(labels) > max_notes:
         idx = (rng or np.random.default_rng(0)).choice(len(labels), max_notes, replace=False)
         labels = [labels[i] for i in sorted(idx)]
-    notes = []
     for lab in labels:
         x, sr = sf.read(os.path.join(root, lab["audio"]), dtype="float32", always_2d=True)
         x = x.mean(axis=1)
         L = x.size
         T = sing.note_frames(L, frame, hop)
-        feats, theta, _ = sing.note_conditioning(float(lab["pitch"]), lab["velocity"] / 127.0, T,
-                                                 int(round(lab["release_s"] * sr)), frame, hop, sr)
         xo = np.zeros((T - 1) * hop + frame, np.float32)
         xo[frame - hop:frame - hop + L] = x
-        notes.append({"name": lab["note"], "instrument": insts.index(lab["instrument"]), "inst_name": lab["instrument"],
-                      "pitch": lab["pitch"], "velocity": lab["velocity"], "f0": 440.0 * 2 ** ((lab["pitch"] - 69) / 12),
-                      "audio": x, "xo": xo, "feats": feats, "theta": theta, "T": T, "sr": sr})
-    return notes
+        note = {"name": lab["note"], "instrument": insts.index(lab["instrument"]), "inst_name": lab["instrument"],
+                "pitch": lab["pitch"], "velocity": lab["velocity"], "f0": 440.0 * 2 ** ((lab["pitch"] - 69) / 12),
+                "audio": x, "xo": xo, "T": T, "sr": sr}
+        yield lab, note, x, xo, T, sr
 
 
 # ------------------------------------------------------------------ loss
@@ -193,10 +208,20 @@ def _n_pitch():
 
 
 # ------------------------------------------------------------------ evaluation
-def evaluate(model, root: str, man: dict, velocity: int = 100, pitches=None, log=print) -> dict:
-    """Pitch (cents) and timbre ratios of generated held-out notes against their ground-truth renders."""
+def heldout_truth(root: str, man: dict, pitches, velocity: int) -> dict:
+    """``{(instrument, pitch): mono float32 audio}``: the dataset's renders of the held-out notes at ``velocity``."""
     import soundfile as sf
 
+    truth = {}
+    for n in man["notes"]:
+        if n["pitch"] in pitches and n["velocity"] == velocity:
+            x, _ = sf.read(os.path.join(root, n["audio"]), dtype="float32", always_2d=True)
+            truth[(n["instrument"], n["pitch"])] = x.mean(axis=1)
+    return truth
+
+
+def evaluate(model, root: str, man: dict, velocity: int = 100, pitches=None, log=print) -> dict:
+    """Pitch (cents) and timbre ratios of generated held-out notes against their ground-truth renders."""
     from patchlib.dataset import yin_f0
 
     from . import sing
@@ -205,11 +230,7 @@ def evaluate(model, root: str, man: dict, velocity: int = 100, pitches=None, log
     insts = sorted(man["instruments"])
     hp = man["heldout_pitches"] if pitches is None else pitches
     sr = man["sample_rate"]
-    truth = {}
-    for n in man["notes"]:
-        if n["pitch"] in hp and n["velocity"] == velocity:
-            x, _ = sf.read(os.path.join(root, n["audio"]), dtype="float32", always_2d=True)
-            truth[(n["instrument"], n["pitch"])] = x.mean(axis=1)
+    truth = heldout_truth(root, man, hp, velocity)
     rows = []
     gens = {}
     for p in hp:
@@ -263,32 +284,76 @@ def write_report_png(path, ev, sr, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics import log_power_spectrogram
-
     insts = sorted({k[0] for k in ev["gens"]})
     ps = sorted({k[1] for k in ev["gens"]})
     p = min(ps, key=lambda q: abs(q - 60))
     fig, axes = plt.subplots(2, len(insts), figsize=(4 * len(insts), 6.5), squeeze=False)
     for c, inst in enumerate(insts):
         for r, (lab, sig) in enumerate((("truth", ev["truth"][(inst, p)]), ("SING", ev["gens"][(inst, p)]))):
-            S = log_power_spectrogram(sig, 1024, 256)
-            ax = axes[r, c]
-            ax.imshow(S.T, origin="lower", aspect="auto", vmin=-80, vmax=0, cmap="magma",
-                      extent=(0, sig.size / sr, 0, sr / 2000))
             row = next(x for x in ev["rows"] if x["instrument"] == inst and x["pitch"] == p)
-            ax.set_title(f"{inst} MIDI {p} {lab}" + (f": {row['cents']:+.1f} c, ratio {row['ratio_mean']:.2f}"
-                                                     if r else ""), fontsize=9)
-            ax.set_xlabel("s")
-            ax.set_ylabel("kHz")
+            spectrogram_panel(axes[r, c], sig, sr, f"{inst} MIDI {p} {lab}" + (
+                f": {row['cents']:+.1f} c, ratio {row['ratio_mean']:.2f}" if r else ""))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
+def spectrogram_panel(ax, sig, sr, title):
+    """One report panel: the log-power spectrogram of ``sig`` (1024/256, -80..0 dB, kHz against s)."""
+    from .metrics import log_power_spectrogram
+
+    S = log_power_spectrogram(sig, 1024, 256)
+    ax.imshow(S.T, origin="lower", aspect="auto", vmin=-80, vmax=0, cmap="magma",
+              extent=(0, sig.size / sr, 0, sr / 2000))
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("s")
+    ax.set_ylabel("kHz")
+
+
 # ------------------------------------------------------------------ training
 def _lr_at(cfg, frac):
     return cfg.lr * (cfg.lr_final / cfg.lr) ** min(max(frac, 0.0), 1.0) if cfg.lr_final > 0 else cfg.lr
+
+
+def resume_state(state_path: str, st: dict, model, rng) -> dict:
+    """Load a saved training state into ``model``, ``st`` (its keys but ``key``), ``rng`` and torch's generator.
+
+    Raises ValueError when it was saved by a run with other settings
+    (``st["key"]``). Returns the saved dict (the optimiser's state is in ``"opt"``).
+    """
+    import torch
+
+    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    if saved.get("key") != st["key"]:
+        raise ValueError(f"{state_path} is from a run with other settings: give the same settings, "
+                         "or --restart to start again")
+    model.load_state_dict(saved["model"])
+    st.update({k: saved[k] for k in st if k not in ("key", "history")}, history=list(saved["history"]))
+    rng.bit_generator.state = json.loads(saved["rng"])
+    torch.set_rng_state(saved["torch_rng"])
+    return saved
+
+
+def write_state(state_path: str, model, opt, st: dict, rng, elapsed: float, **where) -> None:
+    """Save the training state (``where``: the stage/step reached) atomically, for :func:`resume_state`."""
+    import torch
+
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict() if opt is not None else None, **where,
+                "elapsed": elapsed, "history": st["history"], "key": st["key"],
+                "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()},
+               state_path + ".partial")
+    os.replace(state_path + ".partial", state_path)
+
+
+def run_train(train_fn, cfg) -> int:
+    """The ``patchlib train`` handlers' tail: run ``train_fn(cfg)``; a ValueError is a usage error (exit 2)."""
+    try:
+        train_fn(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def train(cfg: SingTrainConfig, log=print) -> dict:
@@ -323,14 +388,7 @@ def train(cfg: SingTrainConfig, log=print) -> dict:
     st = {"stage": 0, "step": 0, "elapsed": 0.0, "history": [], "key": json.dumps(cfg.key(), sort_keys=True)}
     opt = None
     if os.path.isfile(state_path) and not cfg.restart:
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        if saved.get("key") != st["key"]:
-            raise ValueError(f"{state_path} is from a run with other settings: give the same settings, "
-                             "or --restart to start again")
-        model.load_state_dict(saved["model"])
-        st.update(stage=saved["stage"], step=saved["step"], elapsed=saved["elapsed"], history=list(saved["history"]))
-        rng.bit_generator.state = json.loads(saved["rng"])
-        torch.set_rng_state(saved["torch_rng"])
+        saved = resume_state(state_path, st, model, rng)
         opt_state = saved.get("opt")
         log(f"resuming from {state_path}: stage {st['stage'] + 1} ({stages[min(st['stage'], 2)][0]}), "
             f"step {st['step']}")
@@ -346,11 +404,8 @@ def train(cfg: SingTrainConfig, log=print) -> dict:
         return [p for n, p in model.named_parameters() if not n.startswith("enc")]
 
     def save_state(stage, step):
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict() if opt is not None else None,
-                    "stage": stage, "step": step, "elapsed": elapsed0 + time.perf_counter() - t_start,
-                    "history": st["history"], "key": st["key"], "rng": json.dumps(rng.bit_generator.state),
-                    "torch_rng": torch.get_rng_state()}, state_path + ".partial")
-        os.replace(state_path + ".partial", state_path)
+        write_state(state_path, model, opt, st, rng, elapsed0 + time.perf_counter() - t_start, stage=stage,
+                    step=step)
 
     from tqdm import tqdm
 
@@ -516,12 +571,7 @@ def cmd_train_sing(a) -> int:
                           latent_steps=a.latent_steps, gen_steps=a.gen_steps, batch=a.batch, crop=a.crop, lr=a.lr,
                           lr_final=a.lr_final, save_every=a.save_every, max_minutes=a.max_minutes, seed=a.seed,
                           threads=a.threads, restart=a.restart, report=a.report, quiet=a.quiet)
-    try:
-        train(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_train(train, cfg)
 
 
 if __name__ == "__main__":  # python -m nodes.neural.train_sing ... (same options as 'patchlib train sing')

@@ -1,0 +1,570 @@
+"""Training the timbre VAE on patchlib's own dataset (``patchlib train vae``).
+
+* **data**: the NSynth-like dataset of :mod:`patchlib.dataset` (rendered
+  into ``--data`` first if it is missing: four instruments, MIDI 36..84,
+  five velocities, 4 s notes released at 3 s, 16 kHz). The ``train`` split
+  is trained on; the report measures held-out pitches (``test`` split).
+* **model**: :mod:`.vae` (frame encoder from log-mel features, SING-style
+  decoder conditioned on the latent, f0 and loudness).
+* **loss**: SING's spectral loss (:func:`.train_sing.spectral_loss`: L1
+  between ``log(eps + |STFT|^2)`` at four resolutions) on the overlap-added
+  reconstruction of random crops, plus ``beta`` times the KL divergence of
+  the posterior from N(0, I) (summed over latent dimensions, averaged over
+  frames); ``beta`` rises linearly from 0 over the first ``--anneal`` steps
+  (KL annealing, Bowman et al. 2016).
+* **checkpoints**: the training state goes to ``OUTPUT.state.pt`` every
+  ``--save-every`` steps; the same command resumes from it (``--restart``
+  ignores it). ``--max-minutes`` ends training early. The model file
+  carries each instrument's mean latent (``points``), the latents' spread,
+  the held-out measurements and this command; a PNG report is written
+  beside it.
+* **report**: held-out reconstructions (every instrument, held-out pitches,
+  velocity 100): the timbre ratio of :mod:`.train_sing` (the
+  multi-resolution log-spectral distance to the truth over the mean distance
+  of that truth to the other instruments' truths: below 0.5 is SING's bound);
+  the spectral centroid along the line between two instruments' points
+  (Spearman rho of centroid against position); the timbre-transfer pitch
+  error (held-out plucks through the streaming encoder and decoder with
+  another instrument's point, YIN on the output against the played pitch);
+  a PNG with a PCA projection of the latents coloured by instrument and by
+  pitch and truth-vs-reconstruction spectrograms.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+SIZES = {
+    "small": {},  # vae.DEFAULT_CONFIG
+    "tiny": {"latent": 4, "n_mels": 32, "enc_hidden": 32, "dec_hidden": 32, "basis": 16, "harmonics": 24},
+}
+
+
+@dataclasses.dataclass
+class VaeTrainConfig:
+    """Everything that decides a training run (the CLI's options)."""
+
+    output: str = "patches/models/vae.pt"
+    data: str = "data/notes"
+    size: str = "small"
+    decoder: str = "sing"
+    noise_bands: int = 32
+    steps: int = 3000
+    batch: int = 12
+    crop: int = 32
+    lr: float = 2e-3
+    lr_final: float = 2e-4
+    beta: float = 0.02
+    anneal: int = 1000
+    save_every: int = 200
+    max_minutes: float = 0.0
+    eval_velocity: int = 100
+    seed: int = 0
+    threads: int = 1
+    restart: bool = False
+    report: str | None = None
+    quiet: bool = False
+    max_notes: int = 0
+    eval_pitches: list | None = None
+    interrupt_at: int = 0  # tests: raise KeyboardInterrupt after this step
+
+    def command(self) -> str:
+        q = shlex.quote
+        parts = ["patchlib", "train", "vae", "-o", q(self.output), "--data", q(self.data), "--size", self.size]
+        if self.decoder != "sing":
+            parts += ["--decoder", self.decoder]
+        else:
+            parts += ["--noise-bands", str(self.noise_bands)]
+        parts += [
+                 "--steps", str(self.steps), "--batch", str(self.batch), "--crop", str(self.crop),
+                 "--lr", f"{self.lr:g}", "--lr-final", f"{self.lr_final:g}", "--beta", f"{self.beta:g}",
+                 "--anneal", str(self.anneal), "--seed", str(self.seed), "--threads", str(self.threads)]
+        if self.max_minutes:
+            parts += ["--max-minutes", f"{self.max_minutes:g}"]
+        return " ".join(parts)
+
+    def key(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
+                  "eval_pitches"):
+            d.pop(k)
+        return d
+
+
+# ------------------------------------------------------------------ the DDSP-like alternative (for the comparison)
+def ddsp_model(config: dict, bands: int = 64):
+    """A VaeNet whose decoder is DDSP-like (Engel et al. 2020): integer harmonics of f0 plus filtered noise.
+
+    Same encoder, conditioning, loudness gain, frames and overlap-add as the
+    SING-style decoder, so the comparison isolates the synthesiser: the
+    pitch-locked part keeps only the integer harmonics (``k f0``; the
+    half-harmonics in between are masked) and the learnt basis is replaced by
+    white noise shaped per frame by ``bands`` linearly spaced band gains
+    (``exp`` of the network's output). Trained and measured by
+    ``patchlib train vae --decoder ddsp``; the nodes do not play it.
+    """
+    import torch
+    from torch import nn
+
+    from . import vae
+
+    base = vae.net_class()
+
+    class DdspNet(base):
+        def __init__(self, **cfg):
+            super().__init__(**cfg)
+            self.coef = nn.Linear(self.dec2.out_features, bands)
+            with torch.no_grad():
+                self.coef.bias.fill_(-6.0)
+            del self.basis
+            nb = self.frame // 2 + 1
+            pos = np.linspace(0, bands - 1, nb)
+            i0 = np.floor(pos).astype(int)
+            i1 = np.minimum(i0 + 1, bands - 1)
+            W = np.zeros((bands, nb))
+            W[i0, np.arange(nb)] += 1 - (pos - i0)
+            W[i1, np.arange(nb)] += pos - i0
+            self.register_buffer("interp", torch.tensor(W, dtype=torch.float32), persistent=False)
+            odd = torch.zeros(self.harmonics)
+            odd[1::2] = 1.0  # half-harmonic index k (1-based) even: an integer harmonic of f0
+            self.register_buffer("integer", odd, persistent=False)
+            self.noise_gen = None
+
+        def decode(self, z, f0, loud, theta):
+            import math as _m
+
+            from torch.nn import functional as F
+
+            B, T = z.shape[:2]
+            f0d = f0.to(torch.float64)
+            f0t = f0d[:, None].expand(B, T) if f0d.dim() == 1 else f0d
+            h = F.leaky_relu(self.dec1(torch.cat([z, self.cond(f0t, loud)], -1)), 0.2)
+            h = F.leaky_relu(self.dec2(h), 0.2)
+            k = torch.arange(1, self.harmonics + 1, dtype=torch.float64)
+            mask = (0.5 * k * f0t[..., None] < 0.5 * self.sr).to(z.dtype) * self.integer
+            harm = self.partials(self.amp(h) * mask, f0d, f0t, theta, z.dtype)
+            N = self.frame
+            gains = torch.exp(self.coef(h).clamp(max=5.0)) @ self.interp  # (B, T, nb)
+            noise = torch.randn(B, T, N, generator=self.noise_gen, dtype=z.dtype)
+            shaped = torch.fft.irfft(torch.fft.rfft(noise, dim=-1) * gains / _m.sqrt(N), N, dim=-1)
+            g = (10.0 ** (loud.clamp_min(vae._vae.LOUD_FLOOR) / 20.0)).to(z.dtype)[..., None]
+            return (harm + shaped) * g * self.window.to(z.dtype)
+
+    cfg = dict(vae.DEFAULT_CONFIG, **config, noise_bands=0)  # its own noise replaces the basis
+    m = DdspNet(**cfg)
+    m._cfg = dict(cfg, decoder="ddsp")
+    return m
+
+
+# ------------------------------------------------------------------ data
+def load_notes(model, root: str, split: str, man: dict, max_notes: int = 0, rng=None) -> list:
+    """Notes of a split: padded audio ``xo`` (``frame - hop`` zeros before), encoder features and loudness per frame."""
+    import torch
+
+    from . import vae
+    from .train_sing import split_notes
+
+    N, hop = model.frame, model.hop
+    notes = []
+    for _, note, x, xo, T, sr in split_notes(root, split, man, N, hop, max_notes, rng):
+        frames = torch.from_numpy(np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(xo, N)[::hop][:T]))
+        feat, loud = model.analyse(frames)
+        notes.append(dict(note, feat=feat.numpy(), loud=loud.numpy(), track=vae.f0_track(x, model._cfg, T)))
+    return notes
+
+
+def _batch(notes, rng, B, crop, hop, frame, onset_share=0.3):
+    import torch
+
+    idx = rng.integers(len(notes), size=B)
+    starts = []
+    for i in idx:
+        T = notes[i]["T"]
+        starts.append(0 if rng.random() < onset_share else int(rng.integers(0, T - crop + 1)))
+    lead = frame - hop
+    seg = np.stack([notes[i]["xo"][hop * s + lead:hop * (s + crop)] for i, s in zip(idx, starts)])
+    feat = np.stack([notes[i]["feat"][s:s + crop] for i, s in zip(idx, starts)])
+    loud = np.stack([notes[i]["loud"][s:s + crop] for i, s in zip(idx, starts)])
+    # f0: what the encoder measures (YIN), one value per crop (its median): the measured pitch, not the
+    # played one (a waveguide plays a few cents flat; the bell's YIN pitch is its hum, f0 / 2)
+    f0 = []
+    for i, s in zip(idx, starts):
+        tr = notes[i]["track"][s:s + crop]
+        tr = tr[tr > 0]
+        f0.append(float(np.median(tr)) if tr.size else notes[i]["f0"])
+    f0 = np.array(f0)
+    sr = notes[idx[0]]["sr"]
+    th = np.stack([(np.arange(crop) * (math.pi * f * hop / sr)) % (2 * math.pi) for f in f0])
+    return (torch.from_numpy(seg), torch.from_numpy(feat), torch.from_numpy(loud), torch.from_numpy(f0),
+            torch.from_numpy(th))
+
+
+# ------------------------------------------------------------------ latents and measurements
+def latent_points(model, notes) -> tuple[dict, np.ndarray, list]:
+    """Each instrument's mean latent over the loud frames of its notes, the latents' spread, and per-note means."""
+    import torch
+
+    per_note = []
+    allz = []
+    with torch.no_grad():
+        for nt in notes:
+            mu, _ = model.encode(torch.from_numpy(nt["feat"]))
+            mu = mu.numpy()
+            keep = nt["loud"] > nt["loud"].max() - 30.0
+            allz.append(mu[keep])
+            per_note.append((nt["inst_name"], nt["pitch"], mu[keep].mean(0)))
+    insts = sorted({p[0] for p in per_note})
+    points = {i: np.mean([p[2] for p in per_note if p[0] == i], axis=0) for i in insts}
+    spread = np.concatenate(allz).std(0)
+    return points, spread, per_note
+
+
+def spectral_centroid(y: np.ndarray, sr: float) -> float:
+    """Power-weighted mean frequency (Hz) of the whole signal's spectrum (Hann window)."""
+    Y = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
+    f = np.fft.rfftfreq(y.size, 1.0 / sr)
+    return float((f * Y).sum() / max(Y.sum(), 1e-30))
+
+
+def spearman(a, b) -> float:
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    return float((ra * rb).sum() / math.sqrt((ra * ra).sum() * (rb * rb).sum()))
+
+
+def centroid_sweep(model, za, zb, midi: float = 60.0, loud_db: float = -20.0, steps: int = 11, seconds: float = 1.0):
+    """Spectral centroid (Hz) of steady notes decoded along ``(1 - a) za + a zb``, ``a`` in 0..1; and Spearman rho."""
+    from . import vae
+
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    al = np.linspace(0.0, 1.0, steps)
+    cs = [spectral_centroid(vae.render_latent(model, (1 - a) * za + a * zb, f0, loud_db, seconds), model.sr)
+          for a in al]
+    return al, np.array(cs), spearman(al, cs)
+
+
+def monotonicity(model, points, pitches=(48, 60, 72)) -> list:
+    """Centroid sweeps between every pair of instruments' points: rho and the centroids at both ends."""
+    names = sorted(points)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for p in pitches:
+                al, cs, rho = centroid_sweep(model, points[a], points[b], p)
+                d = np.diff(cs) * np.sign(cs[-1] - cs[0])
+                rows.append({"from": a, "to": b, "pitch": p, "rho": round(abs(rho), 4),
+                             "direction_ok": bool(np.sign(rho) == np.sign(cs[-1] - cs[0])),
+                             "reversals": int((d < 0).sum()),
+                             "largest_reversal_hz": round(float(max(0.0, -d.min())), 2),
+                             "centroid_from_hz": round(float(cs[0]), 1), "centroid_to_hz": round(float(cs[-1]), 1)})
+    return rows
+
+
+def transfer_cents(m: dict, x: np.ndarray, pitch_midi: float, point, sr: float) -> tuple[float, np.ndarray]:
+    """Median |cents| of YIN on the streamed transfer (input's f0/loudness, ``point``'s timbre) vs the played pitch."""
+    from patchlib.dataset import yin_f0
+
+    from . import vae
+
+    y = vae.stream(m, x, point=point)["y"]
+    f, conf = yin_f0(y, sr)
+    hop = 256
+    lat = int(m["config"]["frame"]) // hop
+    held = slice(int(0.1 * sr) // hop + lat, int(1.5 * sr) // hop)
+    f = f[held]
+    f = f[f > 0]
+    f0 = 440.0 * 2 ** ((pitch_midi - 69) / 12)
+    c = float(np.median(np.abs(1200 * np.log2(f / f0)))) if f.size else float("nan")
+    return c, y
+
+
+def evaluate(model, m: dict, root: str, man: dict, points: dict, velocity: int = 100, pitches=None) -> dict:
+    """Held-out reconstructions (timbre ratio), centroid monotonicity, transfer pitch error."""
+    from . import vae
+    from .metrics import multires_log_spectral_distance
+    from .train_sing import heldout_truth
+
+    insts = sorted(man["instruments"])
+    hp = man["heldout_pitches"] if pitches is None else pitches
+    sr = man["sample_rate"]
+    truth = heldout_truth(root, man, hp, velocity)
+    rows, recs = [], {}
+    for p in hp:
+        for inst in insts:
+            if (inst, p) not in truth:
+                continue
+            ref = truth[(inst, p)]
+            y = vae.reconstruct(model, ref)
+            recs[(inst, p)] = y
+            d = multires_log_spectral_distance(y, ref, sr)
+            others = [multires_log_spectral_distance(ref, truth[(o, p)], sr) for o in insts
+                      if o != inst and (o, p) in truth]
+            rows.append({"instrument": inst, "pitch": p, "distance_db": round(d, 3),
+                         "other_mean_db": round(float(np.mean(others)), 3), "ratio_mean": round(d / np.mean(others), 4),
+                         "ratio_min": round(d / np.min(others), 4)})
+    summary = {}
+    for inst in insts:
+        r = [x for x in rows if x["instrument"] == inst]
+        if r:
+            summary[inst] = {"notes": len(r),
+                             "ratio_mean_median": round(float(np.median([x["ratio_mean"] for x in r])), 4),
+                             "ratio_mean_max": round(max(x["ratio_mean"] for x in r), 4),
+                             "distance_db_median": round(float(np.median([x["distance_db"] for x in r])), 3)}
+    mono = monotonicity(model, points)
+    transfer = []
+    src = "pluck" if "pluck" in insts else insts[0]
+    for tgt in insts if m is not None else ():  # the transfer streams through the nodes' kernels
+        if tgt == src:
+            continue
+        for p in hp:
+            if (src, p) in truth:
+                c, _ = transfer_cents(m, truth[(src, p)], p, points[tgt], sr)
+                transfer.append({"from": src, "to": tgt, "pitch": p, "abs_cents_median": round(c, 2)})
+    return {"rows": rows, "summary": summary, "monotonicity": mono, "transfer": transfer, "recs": recs,
+            "truth": truth, "velocity": velocity, "pitches": list(hp)}
+
+
+def write_report_png(path, ev, per_note, sr, title=""):
+    """PCA of per-note mean latents (by instrument, by pitch) and truth/reconstruction spectrograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .train_sing import spectrogram_panel
+
+    Z = np.array([p[2] for p in per_note])
+    Zc = Z - Z.mean(0)
+    _, _, Vt = np.linalg.svd(Zc, full_matrices=False)
+    P = Zc @ Vt[:2].T
+    insts = sorted({p[0] for p in per_note})
+    ps = sorted({k[1] for k in ev["recs"]})
+    pm = min(ps, key=lambda q: abs(q - 60))
+    fig = plt.figure(figsize=(4 * max(len(insts), 2), 11))
+    gs = fig.add_gridspec(3, max(len(insts), 2))
+    ax = fig.add_subplot(gs[0, :len(insts) // 2 or 1])
+    for i, inst in enumerate(insts):
+        sel = np.array([p[0] == inst for p in per_note])
+        ax.scatter(P[sel, 0], P[sel, 1], s=10, label=inst)
+    ax.legend(fontsize=8)
+    ax.set_title("latent PCA (mean per note), by instrument", fontsize=9)
+    ax = fig.add_subplot(gs[0, len(insts) // 2 or 1:])
+    sc = ax.scatter(P[:, 0], P[:, 1], s=10, c=[p[1] for p in per_note], cmap="viridis")
+    fig.colorbar(sc, ax=ax, label="MIDI pitch")
+    ax.set_title("latent PCA, by pitch", fontsize=9)
+    for c, inst in enumerate(insts):
+        for r, (lab, sig) in enumerate((("truth", ev["truth"][(inst, pm)]), ("VAE", ev["recs"][(inst, pm)]))):
+            row = next(x for x in ev["rows"] if x["instrument"] == inst and x["pitch"] == pm)
+            spectrogram_panel(fig.add_subplot(gs[1 + r, c]), sig, sr,
+                              f"{inst} MIDI {pm} {lab}" + (f": ratio {row['ratio_mean']:.2f}" if r else ""))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ training
+def train(cfg: VaeTrainConfig, log=print) -> dict:
+    """Run (or resume) a training; returns a summary (losses, measurements, paths, timings)."""
+    import torch
+
+    from . import vae
+    from .train_sing import _lr_at, ensure_dataset, resume_state, spectral_loss, write_state
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(int(cfg.threads or 1))
+    if cfg.size not in SIZES:
+        raise ValueError(f"unknown size {cfg.size!r}; known: {', '.join(SIZES)}")
+    if cfg.beta < 0:
+        raise ValueError("--beta must be >= 0")
+    man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
+    insts = sorted(man["instruments"])
+    if cfg.noise_bands < 0:
+        raise ValueError("--noise-bands must be >= 0")
+    mcfg = dict(vae.DEFAULT_CONFIG, **SIZES[cfg.size], noise_bands=cfg.noise_bands, sample_rate=man["sample_rate"])
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.decoder not in ("sing", "ddsp"):
+        raise ValueError(f"unknown decoder {cfg.decoder!r}; known: sing, ddsp")
+    model = vae.build_model(mcfg) if cfg.decoder == "sing" else ddsp_model(mcfg)
+    N, hop = model.frame, model.hop
+    train_notes = load_notes(model, cfg.data, "train", man, cfg.max_notes, rng)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"VAE/{cfg.size}: {n_params} parameters, latent {mcfg['latent']}, {len(insts)} instruments {insts}, "
+        f"{len(train_notes)} training notes, batch {cfg.batch} x {cfg.crop} frames, beta {cfg.beta:g} "
+        f"(annealed over {cfg.anneal} steps)")
+    state_path = cfg.output + ".state.pt"
+    if os.path.dirname(cfg.output):
+        os.makedirs(os.path.dirname(cfg.output), exist_ok=True)
+    st = {"step": 0, "elapsed": 0.0, "history": [], "key": json.dumps(cfg.key(), sort_keys=True)}
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if os.path.isfile(state_path) and not cfg.restart:
+        opt.load_state_dict(resume_state(state_path, st, model, rng)["opt"])
+        log(f"resuming from {state_path}: step {st['step']}")
+    elapsed0 = st["elapsed"]
+
+    def save_state(step):
+        write_state(state_path, model, opt, st, rng, elapsed0 + time.perf_counter() - t_start, step=step)
+
+    from tqdm import tqdm
+
+    out_of_time = False
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=st["step"], disable=cfg.quiet, unit="step", dynamic_ncols=True, desc="vae")
+    running = None
+    step = st["step"]
+    for step in range(st["step"] + 1, cfg.steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(cfg, step / max(1, cfg.steps))
+        beta = cfg.beta * min(1.0, step / cfg.anneal) if cfg.anneal > 0 else cfg.beta
+        seg, feat, loud, f0, th = _batch(train_notes, rng, cfg.batch, cfg.crop, hop, N)
+        mu, logvar = model.encode(feat)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        y = model.ola(model.decode(z, f0, loud, th))[:, N - hop:cfg.crop * hop]
+        rec = spectral_loss(y, seg)
+        kl = (0.5 * (mu ** 2 + logvar.exp() - 1.0 - logvar)).sum(-1).mean()
+        loss = rec + beta * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        v, k = float(rec.detach()), float(kl.detach())
+        if not (math.isfinite(v) and math.isfinite(k)):
+            raise RuntimeError(f"training diverged at step {step} (loss {v}, KL {k}); lower --lr")
+        running = v if running is None else 0.95 * running + 0.05 * v
+        st["history"].append([step, round(v, 5), round(k, 4)])
+        bar.update(1)
+        if step % 10 == 0 or step == 1:
+            bar.set_postfix_str(f"spectral {running:.4f} KL {k:.2f} beta {beta:.3g}")
+        if step % cfg.save_every == 0:
+            save_state(step)
+        if cfg.interrupt_at and step == cfg.interrupt_at:
+            bar.close()
+            save_state(step)
+            raise KeyboardInterrupt(f"interrupted at step {step} (interrupt_at)")
+        if cfg.max_minutes and elapsed0 + time.perf_counter() - t_start > 60.0 * cfg.max_minutes:
+            out_of_time = True
+            log(f"time limit ({cfg.max_minutes:g} min) at step {step}: stopping there")
+            break
+    bar.close()
+    save_state(step)
+    train_seconds = elapsed0 + time.perf_counter() - t_start
+    model.eval()
+    points, spread, per_note = latent_points(model, train_notes)
+    if cfg.decoder == "ddsp":
+        model.noise_gen = torch.Generator().manual_seed(0)  # the measurements repeat
+        m = None
+    else:
+        m = {"config": model._cfg, "weights": vae.numpy_weights(model), "model": model}
+    ev = evaluate(model, m, cfg.data, man, points, cfg.eval_velocity, cfg.eval_pitches)
+    elapsed = elapsed0 + time.perf_counter() - t_start
+    tr = [r["abs_cents_median"] for r in ev["transfer"]]
+    validation = {"heldout": ev["summary"], "heldout_notes": ev["rows"], "heldout_velocity": cfg.eval_velocity,
+                  "monotonicity": ev["monotonicity"],
+                  "monotonicity_min_rho": round(min((r["rho"] for r in ev["monotonicity"]), default=float("nan")), 4),
+                  "transfer": ev["transfer"],
+                  "transfer_abs_cents_max": round(float(np.nanmax(tr)), 2) if tr else None,
+                  "final_train_loss": round(float(np.mean([h[1] for h in st["history"][-50:]] or [float("nan")])), 4),
+                  "final_kl": round(float(np.mean([h[2] for h in st["history"][-50:]] or [float("nan")])), 3),
+                  "steps": step, "train_seconds": round(train_seconds, 1), "seconds": round(elapsed, 1),
+                  "stopped": "time limit" if out_of_time else "steps",
+                  "loss": "SING spectral loss (L1 of log(1e-8 + |STFT|^2), windows 2048/1024/512/256) + beta KL",
+                  "timbre_metric": "multires_log_spectral_distance(reconstruction, truth) / the mean distance from "
+                                   "the truth to the other instruments' truths (SING's bound: < 0.5)",
+                  "monotonicity_metric": "|Spearman rho| of the spectral centroid of steady notes decoded along "
+                                         "the line between two instruments' points (11 steps), per pair and pitch",
+                  "transfer_metric": "median |cents| of YIN on the streamed transfer (held-out plucks, velocity "
+                                     f"{cfg.eval_velocity}, another instrument's point) against the played pitch"}
+    command = cfg.command()
+    vae.save(cfg.output, model, points, spread, validation=validation, train_command=command)
+    report = cfg.report or os.path.splitext(cfg.output)[0] + ".png"
+    write_report_png(report, ev, per_note, man["sample_rate"],
+                     title=f"VAE/{cfg.size}: latents (top), held-out truth (middle) and reconstruction (bottom)")
+    log(f"stopped: {validation['stopped']} at step {step}; training {train_seconds / 60:.1f} min, "
+        f"with the report {elapsed / 60:.1f} min; KL {validation['final_kl']}")
+    for inst, s in ev["summary"].items():
+        log(f"  {inst:6s} held-out timbre ratio median {s['ratio_mean_median']:.3f} max {s['ratio_mean_max']:.3f} "
+            f"(distance {s['distance_db_median']:.2f} dB)")
+    log(f"  centroid monotonicity: min |rho| {validation['monotonicity_min_rho']} over "
+        f"{len(ev['monotonicity'])} sweeps; transfer |cents| max {validation['transfer_abs_cents_max']}")
+    log(f"wrote {cfg.output} ({os.path.getsize(cfg.output) / 1024:.0f} KiB) and {report}")
+    return {"validation": validation, "history": st["history"], "output": cfg.output, "report": report,
+            "model": model, "seconds": elapsed, "command": command, "eval": ev, "points": points}
+
+
+# ------------------------------------------------------------------ command line
+HELP = """\
+Train the timbre VAE (the vae_encoder/vae_decoder nodes' model) on patchlib's dataset.
+
+Renders the dataset into --data first when it is missing (resumable), then
+trains the encoder and decoder together on SING's spectral loss plus beta
+times the KL divergence (beta rises from 0 over --anneal steps). The state is
+saved to OUTPUT.state.pt as it goes: run the same command again to resume.
+Writes OUTPUT (weights, config, each instrument's mean latent, held-out
+measurements, this command) and a PNG report (latent PCA, spectrograms).
+"""
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``vae`` on ``patchlib train``'s subparsers; its handler is ``args.handler``."""
+    d = VaeTrainConfig()
+    p = subparsers.add_parser("vae", help="a timbre VAE (encoder + decoder) from the instrument dataset",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, description=HELP,
+                              epilog="example:\n  patchlib train vae -o patches/models/vae.pt --data data/notes\n")
+    p.add_argument("-o", "--output", default=d.output, help=f"model file (default {d.output})")
+    p.add_argument("--data", default=d.data, help=f"dataset folder, rendered if missing (default {d.data})")
+    p.add_argument("--size", choices=sorted(SIZES), default=d.size, help="model size (default small)")
+    p.add_argument("--decoder", choices=("sing", "ddsp"), default=d.decoder,
+                   help="sing (default: the nodes' decoder) or ddsp (harmonics + filtered noise: for the comparison "
+                        "in docs/vae.md; the nodes do not play it)")
+    p.add_argument("--noise-bands", type=int, default=d.noise_bands,
+                   help=f"bands of the decoder's filtered noise (default {d.noise_bands}; 0: none)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
+    p.add_argument("--batch", type=int, default=d.batch, help="notes per step")
+    p.add_argument("--crop", type=int, default=d.crop, help="frames decoded per note and step")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr-final", type=float, default=d.lr_final, help="learning rate at the end")
+    p.add_argument("--beta", type=float, default=d.beta, help=f"weight of the KL term (default {d.beta:g})")
+    p.add_argument("--anneal", type=int, default=d.anneal, help="steps over which beta rises from 0 (0: none)")
+    p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default 1)")
+    p.add_argument("--restart", action="store_true", help="ignore a saved training state and start again")
+    p.add_argument("--report", help="PNG report path (default: beside the model)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train_vae)
+    return p
+
+
+def cmd_train_vae(a) -> int:
+    for name in ("steps", "batch", "crop", "save_every", "threads"):
+        if getattr(a, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+    cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
+                         steps=a.steps, batch=a.batch, crop=a.crop,
+                         lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, save_every=a.save_every,
+                         max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
+                         report=a.report, quiet=a.quiet)
+    from .train_sing import run_train
+
+    return run_train(train, cfg)
+
+
+if __name__ == "__main__":  # python -m nodes.neural.train_vae ... (same options as 'patchlib train vae')
+    ap = argparse.ArgumentParser(prog="python -m nodes.neural.train_vae")
+    sub = ap.add_subparsers(dest="what", required=True)
+    add_train_parser(sub)
+    args = ap.parse_args()
+    sys.exit(args.handler(args))
