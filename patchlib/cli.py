@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    most 10 s rendered), one thread; and the diode_clipper (oversample 4, 2)
                    and the riff alone. Per row: xRT, fast/torch, multiply-adds per sample,
                    GFLOP/s and its share of the one-thread float32 peak measured in the run.
-          generators  each shipped neural generator (SING, sample-level RNN, WaveNet) alone at
-                   16 kHz: xRT against its multiply-adds per sample
+          generators  each shipped neural generator (SING, sample-level RNN, WaveNet) and the
+                   VAE (encoder + decoder of a timbre transfer) alone at 16 kHz: xRT against
+                   its multiply-adds per sample
           live     a patch played in real time (null backend) under OSC: latency, 5000 param
                    messages/s for 10 s to 20 nodes, the highest rate sustained, 10,000 malformed
                    packets, bundle timing, and 100 random live graph edits (unpinned)
@@ -115,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         at 5000 msg/s, every malformed packet counted; voices patchlib/pyo >= 1.0 at
         block 256 and >= 0.7 at block 64, and faster than scipy; strings patchlib/pyo >= 2.0 at
         blocks 64 and 256; neural at block 64, fast engine: overdrive.pt >= 10x real time,
-        standard WaveNet >= 5x, LSTM >= 10x; start-up (import + first block of each DSP
-        patch, warm numba cache) under 2 s. Runs pinned to one core; each figure is the best
+        standard WaveNet >= 5x, LSTM >= 10x; generators at 16 kHz: SING >= 50x, sample-level
+        RNN >= 2x, WaveNet >= 1x, VAE encoder + decoder >= 20x; start-up (import + first
+        block of each DSP patch, warm numba cache) under 2 s. Runs pinned to one core; each figure is the best
         of --repeats runs. Writes the report (patches, tables, targets, what each engine runs)
         to docs/benchmarks.md.
 
