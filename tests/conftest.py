@@ -100,3 +100,23 @@ def scratch_registry(monkeypatch):
     registry.load_plugins()  # built-ins first, so the copy holds them
     monkeypatch.setattr(registry, "_TYPES", dict(registry._TYPES))
     return registry
+
+
+def dataset_note(inst, pitch, velocity=100, sr=16000, seconds=4.0, release=3.0):
+    """The ground-truth render of one note, exactly as ``patchlib dataset`` renders it (no dataset needed):
+    ``patches/instruments/INST.yaml`` at MIDI ``pitch``, velocity 0..127, mono float32."""
+    import io
+    import os
+
+    import soundfile as sf
+
+    from patchlib.dataset import NoteJob, _seed_of, render_note
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join("patches", "instruments", f"{inst}.yaml")
+    with open(os.path.join(root, path), encoding="utf-8") as fh:
+        text = fh.read()
+    job = NoteJob(f"{inst}_{pitch:03d}-{velocity:03d}", inst, path, text, pitch, velocity, sr, seconds, release, 256,
+                  1024, "pcm16", _seed_of(0, inst, pitch, velocity))
+    x, _ = sf.read(io.BytesIO(render_note(job)["wav"]), dtype="float32", always_2d=True)
+    return x.mean(axis=1)

@@ -8,7 +8,6 @@ instruments' at the same pitch; the node runs well faster than real time.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 import patchlib
+from conftest import dataset_note
 from nodes.neural import sing
 from nodes.neural.metrics import multires_log_spectral_distance
 
@@ -161,18 +161,7 @@ def test_heldout_pitches_in_tune(inst):
 
 
 def _truth(inst, pitch, velocity=100):
-    """The ground-truth render of a note, exactly as the dataset renders it."""
-    import soundfile as sf
-
-    from patchlib.dataset import NoteJob, _seed_of, render_note
-
-    path = os.path.join("patches", "instruments", f"{inst}.yaml")
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    job = NoteJob(f"{inst}_{pitch:03d}-{velocity:03d}", inst, path, text, pitch, velocity, SR, 4.0, 3.0, 256, 1024,
-                  "pcm16", _seed_of(0, inst, pitch, velocity))
-    x, _ = sf.read(io.BytesIO(render_note(job)["wav"]), dtype="float32", always_2d=True)
-    return x.mean(axis=1)
+    return dataset_note(inst, pitch, velocity, SR)
 
 
 @shipped
