@@ -120,3 +120,17 @@ def dataset_note(inst, pitch, velocity=100, sr=16000, seconds=4.0, release=3.0):
                   1024, "pcm16", _seed_of(0, inst, pitch, velocity))
     x, _ = sf.read(io.BytesIO(render_note(job)["wav"]), dtype="float32", always_2d=True)
     return x.mean(axis=1)
+
+
+def tiny_note_dataset(tmp_path):
+    """A tiny rendered note dataset (pluck and saw, five pitches, velocity 100, 1 s notes) for training tests."""
+    import os
+
+    from patchlib.dataset import DatasetConfig, render_dataset
+
+    root = str(tmp_path / "notes")
+    render_dataset(DatasetConfig(out=root, instruments=[os.path.join("patches", "instruments", f"{i}.yaml")
+                                                        for i in ("pluck", "saw")],
+                                 pitches=[48, 50, 52, 55, 57], velocities=[100], seconds=1.0, release=0.7,
+                                 workers=0, progress=False, valid_fraction=0.0))
+    return root

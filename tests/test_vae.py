@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import patchlib
-from conftest import dataset_note
+from conftest import dataset_note, tiny_note_dataset
 from nodes.neural import vae
 from nodes.neural.metrics import multires_log_spectral_distance
 from patchlib import PatchError
@@ -63,14 +63,7 @@ def _engine(spec, block_size=256):
 
 # ------------------------------------------------------------------ training
 def _tiny_dataset(tmp_path):
-    from patchlib.dataset import DatasetConfig, render_dataset
-
-    root = str(tmp_path / "notes")
-    render_dataset(DatasetConfig(out=root, instruments=[os.path.join("patches", "instruments", f"{i}.yaml")
-                                                        for i in ("pluck", "saw")],
-                                 pitches=[48, 50, 52, 55, 57], velocities=[100], seconds=1.0, release=0.7,
-                                 workers=0, progress=False, valid_fraction=0.0))
-    return root
+    return tiny_note_dataset(tmp_path)
 
 
 def _tiny_cfg(root, out, **kw):
