@@ -873,7 +873,10 @@ W_X2 = 41        # Thiran allpass inputs x[n-2], x[n-3] (x[n-1] is W_AX)
 W_X3 = 42
 W_Y2 = 43        # Thiran allpass outputs y[n-2], y[n-3] (y[n-1] is W_AY)
 W_Y3 = 44
-WG_STATE = 45
+W_OS = 45        # oversampling factor: the loop runs at W_OS x the output rate
+W_SOS = 46       # decimation lowpass: 4 biquads (b0, b1, b2, a1, a2), then their 2 states each
+WG_NSOS = 4
+WG_STATE = W_SOS + 7 * WG_NSOS
 WG_ROWS = 2
 #: rows of the waveguide's param block
 WG_PARAMS = ("freq", "decay", "brightness", "force", "speed", "bow", "breath", "reed", "jet", "noise")
@@ -885,10 +888,51 @@ WG_RAMP = 0.02
 WG_JET_GAIN = 10.0
 #: output scaling of each model (a nominal tone stays well inside -1..1)
 WG_OUT = (1.0, 0.5, 0.6)
+#: ``oversample: auto`` runs the loop at no less than this rate
+WG_OS_RATE = 44000.0
+WG_OS_MAX = 8
 
 
-def wg_state(model: str, seed: int, sample_rate: float, fmax: float, exciter: bool, control_period: int = 32):
+def wg_oversample(sample_rate: float, oversample="auto") -> int:
+    """The factor the loop runs at: ``auto`` is the smallest one reaching :data:`WG_OS_RATE`."""
+    if oversample in (None, "auto"):
+        return int(min(max(math.ceil(WG_OS_RATE / float(sample_rate) - 1e-9), 1), WG_OS_MAX))
+    k = int(oversample)
+    if not 1 <= k <= WG_OS_MAX:
+        raise ValueError(f"oversample must be auto or 1..{WG_OS_MAX}, not {oversample!r}")
+    return k
+
+
+def wg_decimator(os_factor: int):
+    """Second-order sections of the decimation lowpass at ``os_factor`` x the output rate.
+
+    An 8th-order elliptic filter: 0.1 dB ripple up to 0.4 x the output rate,
+    70 dB down from its Nyquist frequency (0.5 x), so what the loop makes above
+    the output band is gone before every ``os_factor``-th sample is kept.
+    """
+    from scipy import signal
+
+    sos = signal.ellip(2 * WG_NSOS, 0.1, 70.0, 0.8 / os_factor, output="sos")
+    return sos[:, [0, 1, 2, 4, 5]]
+
+
+def wg_state(model: str, seed: int, sample_rate: float, fmax: float, exciter: bool, control_period: int = 32,
+             oversample="auto"):
+    """State and delay lines of a waveguide at output rate ``sample_rate``.
+
+    The loop runs at ``oversample`` x that rate (``auto``: at least
+    :data:`WG_OS_RATE`): a self-oscillating loop whose period is only a few
+    tens of samples plays out of tune by up to ~20 cents at 16 kHz, as the
+    friction junction's stick-slip switches on the sample grid; at 44 kHz and
+    above it is within a few cents.
+    """
+    k = wg_oversample(sample_rate, oversample)
     state = np.zeros(WG_STATE, dtype=np.float64)
+    state[W_OS] = float(k)
+    if k > 1:
+        state[W_SOS:W_SOS + 5 * WG_NSOS] = wg_decimator(k).ravel()
+    state[W_FMAX] = min(float(fmax), float(sample_rate) / 8.0)
+    sample_rate = float(sample_rate) * k
     state[W_SR] = float(sample_rate)
     state[W_CP] = float(max(int(control_period), 1))
     state[W_MODEL] = float(WG_MODELS.index(model))
@@ -896,7 +940,6 @@ def wg_state(model: str, seed: int, sample_rate: float, fmax: float, exciter: bo
     state[W_SEED] = float(int(seed) & 0xFFFFFFFF)
     state[W_VEL] = 1.0
     state[W_DIRTY] = 1.0
-    state[W_FMAX] = min(float(fmax), float(sample_rate) / 8.0)
     buf = np.zeros((WG_ROWS, ring_size(sample_rate / STRING_FMIN)), dtype=np.float64)
     return state, buf
 
@@ -966,6 +1009,21 @@ def _jet_curve(x):
     return x * (27.0 + x2) / (27.0 + 9.0 * x2)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _wg_decimate(state, x):
+    """One sample through the decimation lowpass (biquads in transposed direct form II)."""
+    z = W_SOS + 5 * WG_NSOS
+    for q in range(WG_NSOS):
+        c = W_SOS + 5 * q
+        s1 = state[z + 2 * q]
+        s2 = state[z + 2 * q + 1]
+        yq = state[c] * x + s1
+        state[z + 2 * q] = state[c + 1] * x - state[c + 3] * yq + s2
+        state[z + 2 * q + 1] = state[c + 2] * x - state[c + 4] * yq
+        x = yq
+    return x
+
+
 @numba.njit(cache=True, nogil=True)
 def wg_kernel(y, n, t, exc, par, state, buf):
     """Bowed string / reed / flute waveguide for ``n`` samples from absolute frame ``t``.
@@ -1004,6 +1062,8 @@ def wg_kernel(y, n, t, exc, par, state, buf):
     rdc = 1.0 - TWO_PI * DC_HZ / sr
     cdc = 1.0 - rdc
     gout = WG_OUT[0] if model == 0 else (WG_OUT[1] if model == 1 else WG_OUT[2])
+    osf = np.int64(state[W_OS])
+    o = 0.0
     i = 0
     while i < n:
         init = state[W_INIT] != 0.0
@@ -1012,6 +1072,10 @@ def wg_kernel(y, n, t, exc, par, state, buf):
                 ctr = cp
                 if abs(dy) < FLUSH:
                     dy = 0.0
+                if osf > 1:
+                    for q in range(W_SOS + 5 * WG_NSOS, WG_STATE):
+                        if abs(state[q]) < FLUSH:
+                            state[q] = 0.0
             for q in range(1, 10):
                 v = np.float64(par[q, i])
                 if v != state[W_DECAY + q - 1]:
@@ -1041,42 +1105,46 @@ def wg_kernel(y, n, t, exc, par, state, buf):
             slope = 5.0 - 4.0 * _unit(state[W_FORCE])
             vmax = (0.03 + 0.22 * _unit(state[W_SPEED])) * vel
             while True:
-                if env < target:
-                    env = min(env + step, target)
-                elif env > target:
-                    env = max(env - step, target)
-                r = buf[0, (w - mn) & mask]  # neck side, through the allpass
-                a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
-                x3 = x2
-                x2 = x1
-                x1 = r
-                y3 = y2
-                y2 = y1
-                y1 = a
-                ly = p * ly + b0 * buf[1, (w - mb) & mask]  # bridge side, through the loss filter
-                nut = -a
-                bridge = -ly
-                vb = vmax * env
-                if exc_on:
-                    vb += np.float64(exc[0, k])
-                dv = vb - (nut + bridge)
-                x = abs(dv * slope) + 0.75
-                x = x * x
-                fr = 1.0 / (x * x)
-                if fr > 1.0:
-                    fr = 1.0
-                new = dv * fr * env
-                u = bridge + new
-                v = nut + new
-                if abs(u) < FLUSH:
-                    u = 0.0
-                if abs(v) < FLUSH:
-                    v = 0.0
-                buf[0, w] = u
-                buf[1, w] = v
-                dy = rdc * dy + cdc * ly
-                y[k] = gout * (ly - dy)
-                w = (w + 1) & mask
+                for _o in range(osf):
+                    if env < target:
+                        env = min(env + step, target)
+                    elif env > target:
+                        env = max(env - step, target)
+                    r = buf[0, (w - mn) & mask]  # neck side, through the allpass
+                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
+                    x3 = x2
+                    x2 = x1
+                    x1 = r
+                    y3 = y2
+                    y2 = y1
+                    y1 = a
+                    ly = p * ly + b0 * buf[1, (w - mb) & mask]  # bridge side, through the loss filter
+                    nut = -a
+                    bridge = -ly
+                    vb = vmax * env
+                    if exc_on:
+                        vb += np.float64(exc[0, k])
+                    dv = vb - (nut + bridge)
+                    x = abs(dv * slope) + 0.75
+                    x = x * x
+                    fr = 1.0 / (x * x)
+                    if fr > 1.0:
+                        fr = 1.0
+                    new = dv * fr * env
+                    u = bridge + new
+                    v = nut + new
+                    if abs(u) < FLUSH:
+                        u = 0.0
+                    if abs(v) < FLUSH:
+                        v = 0.0
+                    buf[0, w] = u
+                    buf[1, w] = v
+                    dy = rdc * dy + cdc * ly
+                    o = gout * (ly - dy)
+                    w = (w + 1) & mask
+                    if osf > 1:
+                        o = _wg_decimate(state, o)
+                y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
                     break
@@ -1086,39 +1154,43 @@ def wg_kernel(y, n, t, exc, par, state, buf):
             breath = _unit(state[W_BREATH]) * vel
             ng = 0.2 * _unit(state[W_NOISE])
             while True:
-                if env < target:
-                    env = min(env + step, target)
-                elif env > target:
-                    env = max(env - step, target)
-                r = buf[0, (w - M) & mask]
-                a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
-                x3 = x2
-                x2 = x1
-                x1 = r
-                y3 = y2
-                y2 = y1
-                y1 = a
-                ly = p * ly + b0 * a
-                bell = -ly  # the open end inverts
-                pm = breath * env
-                if ng > 0.0:
-                    pm *= 1.0 + ng * _unit_noise(key + nk)
-                    nk += np.uint64(1)
-                if exc_on:
-                    pm += np.float64(exc[0, k])
-                dp = bell - pm
-                refl = offset + rslope * dp
-                if refl > 1.0:
-                    refl = 1.0
-                if refl < -1.0:
-                    refl = -1.0
-                v = pm + dp * refl
-                if abs(v) < FLUSH:
-                    v = 0.0
-                buf[0, w] = v
-                dy = rdc * dy + cdc * v
-                y[k] = gout * (v - dy)
-                w = (w + 1) & mask
+                for _o in range(osf):
+                    if env < target:
+                        env = min(env + step, target)
+                    elif env > target:
+                        env = max(env - step, target)
+                    r = buf[0, (w - M) & mask]
+                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
+                    x3 = x2
+                    x2 = x1
+                    x1 = r
+                    y3 = y2
+                    y2 = y1
+                    y1 = a
+                    ly = p * ly + b0 * a
+                    bell = -ly  # the open end inverts
+                    pm = breath * env
+                    if ng > 0.0:
+                        pm *= 1.0 + ng * _unit_noise(key + nk)
+                        nk += np.uint64(1)
+                    if exc_on:
+                        pm += np.float64(exc[0, k])
+                    dp = bell - pm
+                    refl = offset + rslope * dp
+                    if refl > 1.0:
+                        refl = 1.0
+                    if refl < -1.0:
+                        refl = -1.0
+                    v = pm + dp * refl
+                    if abs(v) < FLUSH:
+                        v = 0.0
+                    buf[0, w] = v
+                    dy = rdc * dy + cdc * v
+                    o = gout * (v - dy)
+                    w = (w + 1) & mask
+                    if osf > 1:
+                        o = _wg_decimate(state, o)
+                y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
                     break
@@ -1133,38 +1205,42 @@ def wg_kernel(y, n, t, exc, par, state, buf):
             breath = _unit(state[W_BREATH]) * vel
             ng = 0.3 * _unit(state[W_NOISE]) + 0.001  # (a little turbulence always: it starts the tone)
             while True:
-                if env < target:
-                    env = min(env + step, target)
-                elif env > target:
-                    env = max(env - step, target)
-                r = buf[0, (w - M) & mask]
-                a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
-                x3 = x2
-                x2 = x1
-                x1 = r
-                y3 = y2
-                y2 = y1
-                y1 = a
-                ly = p * ly + b0 * a
-                jy = (ly - jx) + jr * jy  # the acoustic flow at the embouchure (no DC)...
-                jx = ly
-                buf[1, w] = jy  # ...travels along the jet
-                s0 = buf[1, (w - jm) & mask]
-                s = s0 + jf * (buf[1, (w - jm - 1) & mask] - s0)
-                pm = breath * env
-                if exc_on:
-                    pm += np.float64(exc[0, k])
-                jet = -_jet_curve(WG_JET_GAIN * s)  # half a period late and inverted: in phase
-                if pm != 0.0:
-                    jet += ng * _unit_noise(key + nk)
-                    nk += np.uint64(1)
-                v = ly + drive * pm * jet
-                if abs(v) < FLUSH:
-                    v = 0.0
-                buf[0, w] = v
-                dy = rdc * dy + cdc * v
-                y[k] = gout * (v - dy)
-                w = (w + 1) & mask
+                for _o in range(osf):
+                    if env < target:
+                        env = min(env + step, target)
+                    elif env > target:
+                        env = max(env - step, target)
+                    r = buf[0, (w - M) & mask]
+                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
+                    x3 = x2
+                    x2 = x1
+                    x1 = r
+                    y3 = y2
+                    y2 = y1
+                    y1 = a
+                    ly = p * ly + b0 * a
+                    jy = (ly - jx) + jr * jy  # the acoustic flow at the embouchure (no DC)...
+                    jx = ly
+                    buf[1, w] = jy  # ...travels along the jet
+                    s0 = buf[1, (w - jm) & mask]
+                    s = s0 + jf * (buf[1, (w - jm - 1) & mask] - s0)
+                    pm = breath * env
+                    if exc_on:
+                        pm += np.float64(exc[0, k])
+                    jet = -_jet_curve(WG_JET_GAIN * s)  # half a period late and inverted: in phase
+                    if pm != 0.0:
+                        jet += ng * _unit_noise(key + nk)
+                        nk += np.uint64(1)
+                    v = ly + drive * pm * jet
+                    if abs(v) < FLUSH:
+                        v = 0.0
+                    buf[0, w] = v
+                    dy = rdc * dy + cdc * v
+                    o = gout * (v - dy)
+                    w = (w + 1) & mask
+                    if osf > 1:
+                        o = _wg_decimate(state, o)
+                y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
                     break
