@@ -38,6 +38,11 @@ import numpy as np
 
 #: bump when a change makes earlier files differ (the job hash includes it)
 FORMAT = "patchlib-dataset/1"
+#: version of what the instruments' nodes render. Bumped whenever a change to
+#: a node alters the samples of a note rendered from the same patch, so that a
+#: dataset rendered before it is rendered again on resume instead of mixing
+#: old and new notes. 2: the ``waveguide`` runs its loop oversampled.
+RENDERER = 2
 SWEEP_FORMAT = "patchlib-sweep/1"
 AUDIO_FORMATS = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 INSTRUMENTS_DIR = os.path.join("patches", "instruments")
@@ -237,6 +242,7 @@ class NoteJob:
         del d["patch_file"]  # where the patch lies does not change the sound; its text does
         d["patch_text"] = _sha256(self.patch_text.encode())
         d["format"] = FORMAT
+        d["renderer"] = RENDERER
         return _sha256(json.dumps(d, sort_keys=True).encode())
 
 
@@ -479,6 +485,7 @@ def render_dataset(cfg: DatasetConfig) -> dict:
         insts.setdefault(j.instrument, {"patch": j.patch_file, "sha256": _sha256(j.patch_text.encode())})
     manifest = {
         "format": FORMAT,
+        "renderer": RENDERER,
         "sample_rate": cfg.sample_rate, "seconds": cfg.seconds, "release_s": cfg.release,
         "hop": cfg.hop, "frame": cfg.frame, "frame_rate": cfg.sample_rate / cfg.hop,
         "audio_format": cfg.audio_format, "seed": cfg.seed,

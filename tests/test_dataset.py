@@ -201,6 +201,18 @@ def test_resume_renders_only_what_is_missing(rendered, tmp_path):
     assert len(ds.render_dataset(ds.DatasetConfig(out=work, workers=0, **changed))["rendered"]) == 12
 
 
+def test_a_new_renderer_version_renders_everything_again(rendered, tmp_path, monkeypatch):
+    """Notes rendered before a change that alters the sound (``RENDERER``) are not mixed with new ones."""
+    out, man = rendered
+    assert man["renderer"] == ds.RENDERER
+    work = str(tmp_path / "old")
+    shutil.copytree(out, work)
+    monkeypatch.setattr(ds, "RENDERER", ds.RENDERER + 1)
+    again = ds.render_dataset(ds.DatasetConfig(out=work, workers=0, **TINY))
+    assert sorted(again["rendered"]) == sorted(n["note"] for n in man["notes"])
+    assert again["renderer"] == ds.RENDERER
+
+
 def test_local_cluster_of_two_workers_gives_identical_bytes(rendered, tmp_path):
     out, _ = rendered
     dist = str(tmp_path / "dask")
