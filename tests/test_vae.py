@@ -103,6 +103,38 @@ def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
     assert sorted(m["points"]) == ["pluck", "saw"] and m["data"]["train_command"].startswith("patchlib train vae")
 
 
+def test_straight_path_term_is_zero_on_a_linear_path_and_trains(tmp_path):
+    """``--interp``: the decoded mix of two latents against the mix of the ends' log spectra. It vanishes
+    when both ends are one latent, is positive between two different ones, moves only the middle (the ends
+    get no gradient), and a tiny training with it runs, records it in its command and still learns."""
+    import torch
+
+    from nodes.neural import train_vae
+
+    torch.manual_seed(0)
+    model = vae.build_model(dict(vae.TINY_CONFIG, noise_bands=0))  # no noise: the decoder is deterministic
+    B, T, hop = 4, 8, model.hop
+    f0 = torch.full((B,), 220.0, dtype=torch.float64)
+    loud = torch.full((B, T), -20.0)
+    th = torch.from_numpy(np.stack([vae.theta_of(np.full(T, 220.0), hop, model.sr)] * B))
+    span = slice(model.frame - hop, T * hop)
+    same = torch.randn(1, T, model.latent).expand(B, T, model.latent).clone()
+    li = train_vae.interp_loss(model, same, f0, loud, th, np.random.default_rng(0), span)
+    assert float(li.detach()) < 1e-4
+    z = torch.randn(B, T, model.latent, requires_grad=True)
+    li = train_vae.interp_loss(model, z, f0, loud, th, np.random.default_rng(0), span)
+    assert float(li.detach()) > 1e-3
+    li.backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+    root = _tiny_dataset(tmp_path)
+    out = train_vae.train(_tiny_cfg(root, str(tmp_path / "i.pt"), interp=0.05))
+    loss = np.array(out["history"])[:, 1]
+    assert loss[-5:].mean() < 0.9 * loss[:5].mean()
+    assert "--interp 0.05" in vae.load(str(tmp_path / "i.pt"))["data"]["train_command"]
+    with pytest.raises(ValueError, match="other settings"):  # its saved state does not resume without it
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "i.pt")))
+
+
 # ------------------------------------------------------------------ streaming = the torch model
 def _torch_reference(m, x, r):
     """The torch model's encoder on the frames the kernel analysed, and its decoder on the kernel's conditioning."""

@@ -12,6 +12,19 @@
   the posterior from N(0, I) (summed over latent dimensions, averaged over
   frames); ``beta`` rises linearly from 0 over the first ``--anneal`` steps
   (KL annealing, Bowman et al. 2016).
+* **straight paths** (``--interp W``, 0 by default): a latent halfway
+  between two frames' latents should sound halfway between them. Each step
+  pairs each crop of half the batch with the crop of the batch nearest to
+  it in pitch (often another instrument), decodes the pair's latent mix ``(1 - a) z_i + a z_j`` (``a``
+  uniform in 0..1) with crop i's f0, loudness and noise, and adds ``W``
+  times the L1 distance of the log of its average power spectrum over the
+  crop (windows 512 and 256) from the log of the same mix of the two ends'
+  average power spectra (both decoded with crop i's conditioning and noise,
+  held fixed); ``W`` ramps in with ``beta``. The ends' own reconstructions
+  are untouched; it bends the latent space so a straight line between two
+  timbres is a crossfade of their power spectra, along which the spectral
+  centroid ``((1 - a) M0 + a M1) / ((1 - a) E0 + a E1)`` can only move one
+  way (docs/vae.md).
 * **checkpoints**: the training state goes to ``OUTPUT.state.pt`` every
   ``--save-every`` steps; the same command resumes from it (``--restart``
   ignores it). ``--max-minutes`` ends training early. The model file
@@ -64,6 +77,7 @@ class VaeTrainConfig:
     lr_final: float = 2e-4
     beta: float = 0.02
     anneal: int = 1000
+    interp: float = 0.0
     save_every: int = 200
     max_minutes: float = 0.0
     eval_velocity: int = 100
@@ -86,13 +100,18 @@ class VaeTrainConfig:
         parts += [
                  "--steps", str(self.steps), "--batch", str(self.batch), "--crop", str(self.crop),
                  "--lr", f"{self.lr:g}", "--lr-final", f"{self.lr_final:g}", "--beta", f"{self.beta:g}",
-                 "--anneal", str(self.anneal), "--seed", str(self.seed), "--threads", str(self.threads)]
+                 "--anneal", str(self.anneal)]
+        if self.interp:
+            parts += ["--interp", f"{self.interp:g}"]
+        parts += ["--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
         return " ".join(parts)
 
     def key(self) -> dict:
         d = dataclasses.asdict(self)
+        if not d["interp"]:
+            d.pop("interp")  # (states saved before the option resume as they were)
         for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
                   "eval_pitches"):
             d.pop(k)
@@ -205,6 +224,60 @@ def _batch(notes, rng, B, crop, hop, frame, onset_share=0.3):
     th = np.stack([(np.arange(crop) * (math.pi * f * hop / sr)) % (2 * math.pi) for f in f0])
     return (torch.from_numpy(seg), torch.from_numpy(feat), torch.from_numpy(loud), torch.from_numpy(f0),
             torch.from_numpy(th))
+
+
+def _power(y, n):
+    import torch
+
+    w = torch.hann_window(n, periodic=True, dtype=y.dtype)
+    Y = torch.stft(y, n, n // 4, window=w, center=False, return_complex=True)
+    return (Y.real ** 2 + Y.imag ** 2) / (0.5 * w.sum()) ** 2
+
+
+INTERP_FFTS = (512, 256)
+
+
+def interp_loss(model, z, f0, loud, th, rng, span):
+    """The ``--interp`` term: the decoded latent mix's spectrum against the ends' power mix (log, L1).
+
+    ``z (B, T, D)``: the batch's latents (``span`` slices the decoded
+    samples as in training). Each crop i of the first half of the batch is
+    paired with the crop ``perm[i]`` of the batch nearest to it in pitch
+    (a morph mixes two sounds at one pitch); the two ends and the
+    mix are decoded with crop i's f0, loudness and phase and one shared noise
+    (so the noise part mixes like the rest); the ends are held fixed (no
+    gradient): only the middle is shaped. Compared: the crop's average power
+    spectrum (windows 512 and 256), the thing a spectral centroid reads.
+    """
+    import torch
+
+    from .train_sing import EPS
+
+    B, T = z.shape[0], z.shape[1]
+    h = max(1, B // 2)  # half the batch: half the cost
+    # partner: the crop of the nearest pitch (ties at random), as a morph mixes two sounds at one pitch
+    lf = np.log(np.maximum(f0.detach().cpu().numpy().astype(np.float64), 1.0))
+    d = np.abs(lf[:h, None] - lf[None, :]) + 1e-6 * rng.random((h, B))
+    d[np.arange(h), np.arange(h)] = np.inf
+    perm = torch.from_numpy(np.argmin(d, axis=1)) if B > 1 else torch.zeros(h, dtype=torch.long)
+    a = torch.from_numpy(rng.random(h)).to(z.dtype)[:, None, None]
+    f0, loud, th = f0[:h], loud[:h], th[:h]
+    noise = (2.0 * torch.rand(h, T, model.frame, dtype=z.dtype) - 1.0) * math.sqrt(3.0)
+
+    def dec(zz):
+        return model.ola(model.decode(zz, f0, loud, th, noise))[:, span]
+
+    with torch.no_grad():
+        yi, yj = dec(z[:h].detach()), dec(z[perm].detach())
+    ym = dec((1.0 - a) * z[:h] + a * z[perm])
+    a = a[:, :, 0]
+    total = 0.0
+    ffts = [n for n in INTERP_FFTS if n <= ym.shape[-1]] or [min(INTERP_FFTS)]
+    for n in ffts:
+        with torch.no_grad():
+            target = torch.log(EPS + (1.0 - a) * _power(yi, n).mean(-1) + a * _power(yj, n).mean(-1))
+        total = total + (torch.log(EPS + _power(ym, n).mean(-1)) - target).abs().mean()
+    return total / len(ffts)
 
 
 # ------------------------------------------------------------------ latents and measurements
@@ -387,6 +460,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         raise ValueError(f"unknown size {cfg.size!r}; known: {', '.join(SIZES)}")
     if cfg.beta < 0:
         raise ValueError("--beta must be >= 0")
+    if cfg.interp < 0:
+        raise ValueError("--interp must be >= 0")
     man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
     insts = sorted(man["instruments"])
     if cfg.noise_bands < 0:
@@ -434,6 +509,10 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         rec = spectral_loss(y, seg)
         kl = (0.5 * (mu ** 2 + logvar.exp() - 1.0 - logvar)).sum(-1).mean()
         loss = rec + beta * kl
+        li = None
+        if cfg.interp > 0:
+            li = interp_loss(model, z, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
+            loss = loss + cfg.interp * (beta / cfg.beta if cfg.beta > 0 else 1.0) * li  # ramps in with beta
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -445,7 +524,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         st["history"].append([step, round(v, 5), round(k, 4)])
         bar.update(1)
         if step % 10 == 0 or step == 1:
-            bar.set_postfix_str(f"spectral {running:.4f} KL {k:.2f} beta {beta:.3g}")
+            bar.set_postfix_str(f"spectral {running:.4f} KL {k:.2f} beta {beta:.3g}"
+                                + (f" interp {float(li.detach()):.3f}" if li is not None else ""))
         if step % cfg.save_every == 0:
             save_state(step)
         if cfg.interrupt_at and step == cfg.interrupt_at:
@@ -536,6 +616,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lr-final", type=float, default=d.lr_final, help="learning rate at the end")
     p.add_argument("--beta", type=float, default=d.beta, help=f"weight of the KL term (default {d.beta:g})")
     p.add_argument("--anneal", type=int, default=d.anneal, help="steps over which beta rises from 0 (0: none)")
+    p.add_argument("--interp", type=float, default=d.interp,
+                   help="experimental: weight of the straight-path term (the decoded mix of two latents should "
+                        "sound like the power mix of the two); default 0: off, as in the shipped model. It "
+                        "straightens morphs but, so far, breaks the highest pitches (docs/vae.md)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -554,7 +638,8 @@ def cmd_train_vae(a) -> int:
             return 2
     cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
                          steps=a.steps, batch=a.batch, crop=a.crop,
-                         lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, save_every=a.save_every,
+                         lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp,
+                         save_every=a.save_every,
                          max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
                          report=a.report, quiet=a.quiet)
     from .train_sing import run_train
