@@ -1031,11 +1031,16 @@ def wg_kernel(y, n, t, exc, par, state, buf):
     Args:
         y: float32 ``(frames,)`` output.
         exc: float32 ``(C, frames)`` exciter: added to the bow velocity (bow)
-            or the mouth pressure (reed, flute) when ``state[W_EXC]``.
+            or the mouth pressure (reed, flute) when ``state[W_EXC]``; held
+            over the ``state[W_OS]`` loop ticks of each output sample.
         par: float32 ``(10, >= n)`` in :data:`WG_PARAMS` order; freq at audio
             rate, the others read on the control grid.
         state: float64 ``(WG_STATE,)``; buf: float64 ``(2, size)`` (bow: neck
             and bridge sides; reed: the bore; flute: the bore and the jet).
+
+    With ``state[W_OS] = k > 1`` each output sample is ``k`` ticks of the
+    loop at ``k`` x the rate, each through the decimation lowpass, of which
+    the last is kept; the control grid stays on output samples.
     """
     size = buf.shape[1]
     mask = size - 1

@@ -12,19 +12,21 @@
   the posterior from N(0, I) (summed over latent dimensions, averaged over
   frames); ``beta`` rises linearly from 0 over the first ``--anneal`` steps
   (KL annealing, Bowman et al. 2016).
-* **straight paths** (``--interp W``, 0 by default): a latent halfway
-  between two frames' latents should sound halfway between them. Each step
-  pairs each crop of half the batch with the crop of the batch nearest to
-  it in pitch (often another instrument), decodes the pair's latent mix ``(1 - a) z_i + a z_j`` (``a``
-  uniform in 0..1) with crop i's f0, loudness and noise, and adds ``W``
-  times the L1 distance of the log of its average power spectrum over the
-  crop (windows 512 and 256) from the log of the same mix of the two ends'
-  average power spectra (both decoded with crop i's conditioning and noise,
-  held fixed); ``W`` ramps in with ``beta``. The ends' own reconstructions
-  are untouched; it bends the latent space so a straight line between two
-  timbres is a crossfade of their power spectra, along which the spectral
-  centroid ``((1 - a) M0 + a M1) / ((1 - a) E0 + a E1)`` can only move one
-  way (docs/vae.md).
+* **straight paths** (``--interp W``, experimental, 0 by default; the
+  shipped model does not use it: docs/vae.md): a latent halfway between two
+  frames' latents should sound halfway between them. Each step pairs each
+  crop of half the batch with the crop of the batch nearest to it in pitch
+  (often another instrument), decodes the pair's latent mix ``(1 - a) z_i +
+  a z_j`` (``a`` uniform in 0..1) with crop i's f0, loudness and noise, and
+  adds ``W`` times the L1 distance of the log of its average power spectrum
+  over the crop (windows 512 and 256) from the log of the same mix of the
+  two ends' average power spectra (both decoded with crop i's conditioning
+  and noise, held fixed); ``W`` ramps in with ``beta``. The ends get no
+  gradient from it (the decoder, though, is shared: at the highest pitches
+  it cost reconstruction quality); it bends the latent space so a straight
+  line between two timbres is a crossfade of their power spectra, along
+  which the spectral centroid ``((1 - a) M0 + a M1) / ((1 - a) E0 + a E1)``
+  can only move one way (docs/vae.md).
 * **checkpoints**: the training state goes to ``OUTPUT.state.pt`` every
   ``--save-every`` steps; the same command resumes from it (``--restart``
   ignores it). ``--max-minutes`` ends training early. The model file
@@ -259,7 +261,7 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     lf = np.log(np.maximum(f0.detach().cpu().numpy().astype(np.float64), 1.0))
     d = np.abs(lf[:h, None] - lf[None, :]) + 1e-6 * rng.random((h, B))
     d[np.arange(h), np.arange(h)] = np.inf
-    perm = torch.from_numpy(np.argmin(d, axis=1)) if B > 1 else torch.zeros(h, dtype=torch.long)
+    perm = torch.from_numpy(np.argmin(d, axis=1))  # (a batch of one pairs the crop with itself)
     a = torch.from_numpy(rng.random(h)).to(z.dtype)[:, None, None]
     f0, loud, th = f0[:h], loud[:h], th[:h]
     noise = (2.0 * torch.rand(h, T, model.frame, dtype=z.dtype) - 1.0) * math.sqrt(3.0)
