@@ -1010,8 +1010,20 @@ def _jet_curve(x):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _wg_decimate(state, x):
-    """One sample through the decimation lowpass (biquads in transposed direct form II)."""
+def _wg_ramp(env, target, step):
+    """The excitation envelope one tick toward its target (a linear ramp)."""
+    if env < target:
+        return min(env + step, target)
+    if env > target:
+        return max(env - step, target)
+    return env
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _wg_decimate(state, x, osf):
+    """One loop tick through the decimation lowpass (biquads in transposed direct form II); as is at 1x."""
+    if osf == 1:
+        return x
     z = W_SOS + 5 * WG_NSOS
     for q in range(WG_NSOS):
         c = W_SOS + 5 * q
@@ -1111,18 +1123,10 @@ def wg_kernel(y, n, t, exc, par, state, buf):
             vmax = (0.03 + 0.22 * _unit(state[W_SPEED])) * vel
             while True:
                 for _o in range(osf):
-                    if env < target:
-                        env = min(env + step, target)
-                    elif env > target:
-                        env = max(env - step, target)
+                    env = _wg_ramp(env, target, step)
                     r = buf[0, (w - mn) & mask]  # neck side, through the allpass
-                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
-                    x3 = x2
-                    x2 = x1
-                    x1 = r
-                    y3 = y2
-                    y2 = y1
-                    y1 = a
+                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3  # Thiran allpass
+                    x1, x2, x3, y1, y2, y3 = r, x1, x2, a, y1, y2
                     ly = p * ly + b0 * buf[1, (w - mb) & mask]  # bridge side, through the loss filter
                     nut = -a
                     bridge = -ly
@@ -1147,8 +1151,7 @@ def wg_kernel(y, n, t, exc, par, state, buf):
                     dy = rdc * dy + cdc * ly
                     o = gout * (ly - dy)
                     w = (w + 1) & mask
-                    if osf > 1:
-                        o = _wg_decimate(state, o)
+                    o = _wg_decimate(state, o, osf)
                 y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
@@ -1160,18 +1163,10 @@ def wg_kernel(y, n, t, exc, par, state, buf):
             ng = 0.2 * _unit(state[W_NOISE])
             while True:
                 for _o in range(osf):
-                    if env < target:
-                        env = min(env + step, target)
-                    elif env > target:
-                        env = max(env - step, target)
+                    env = _wg_ramp(env, target, step)
                     r = buf[0, (w - M) & mask]
-                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
-                    x3 = x2
-                    x2 = x1
-                    x1 = r
-                    y3 = y2
-                    y2 = y1
-                    y1 = a
+                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3  # Thiran allpass
+                    x1, x2, x3, y1, y2, y3 = r, x1, x2, a, y1, y2
                     ly = p * ly + b0 * a
                     bell = -ly  # the open end inverts
                     pm = breath * env
@@ -1193,8 +1188,7 @@ def wg_kernel(y, n, t, exc, par, state, buf):
                     dy = rdc * dy + cdc * v
                     o = gout * (v - dy)
                     w = (w + 1) & mask
-                    if osf > 1:
-                        o = _wg_decimate(state, o)
+                    o = _wg_decimate(state, o, osf)
                 y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
@@ -1211,18 +1205,10 @@ def wg_kernel(y, n, t, exc, par, state, buf):
             ng = 0.3 * _unit(state[W_NOISE]) + 0.001  # (a little turbulence always: it starts the tone)
             while True:
                 for _o in range(osf):
-                    if env < target:
-                        env = min(env + step, target)
-                    elif env > target:
-                        env = max(env - step, target)
+                    env = _wg_ramp(env, target, step)
                     r = buf[0, (w - M) & mask]
-                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3
-                    x3 = x2
-                    x2 = x1
-                    x1 = r
-                    y3 = y2
-                    y2 = y1
-                    y1 = a
+                    a = a3 * r + a2 * x1 + a1 * x2 + x3 - a1 * y1 - a2 * y2 - a3 * y3  # Thiran allpass
+                    x1, x2, x3, y1, y2, y3 = r, x1, x2, a, y1, y2
                     ly = p * ly + b0 * a
                     jy = (ly - jx) + jr * jy  # the acoustic flow at the embouchure (no DC)...
                     jx = ly
@@ -1243,8 +1229,7 @@ def wg_kernel(y, n, t, exc, par, state, buf):
                     dy = rdc * dy + cdc * v
                     o = gout * (v - dy)
                     w = (w + 1) & mask
-                    if osf > 1:
-                        o = _wg_decimate(state, o)
+                    o = _wg_decimate(state, o, osf)
                 y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
