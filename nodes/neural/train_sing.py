@@ -164,6 +164,15 @@ def split_notes(root: str, split: str, man: dict, frame: int, hop: int, max_note
 
 
 # ------------------------------------------------------------------ loss
+def stft_power(y, n: int):
+    """``|STFT|^2`` of ``y (B, L)``: Hann window ``n``, hop ``n / 4``, no padding, a full-scale sine's bin = 1."""
+    import torch
+
+    w = torch.hann_window(n, periodic=True, dtype=y.dtype)
+    Y = torch.stft(y, n, n // 4, window=w, center=False, return_complex=True)
+    return (Y.real ** 2 + Y.imag ** 2) / (0.5 * w.sum()) ** 2
+
+
 def spectral_loss(y, t, ffts=FFTS, eps=EPS):
     """SING's loss: mean over resolutions of L1 between ``log(eps + |STFT|^2)`` of ``y`` and ``t`` ``(B, L)``."""
     import torch
@@ -171,13 +180,7 @@ def spectral_loss(y, t, ffts=FFTS, eps=EPS):
     total = 0.0
     ffts = [n for n in ffts if n <= y.shape[-1]] or [min(ffts)]
     for n in ffts:
-        w = torch.hann_window(n, periodic=True, dtype=y.dtype)
-        ref = (0.5 * w.sum()) ** 2
-        Y = torch.stft(y, n, n // 4, window=w, center=False, return_complex=True)
-        T = torch.stft(t, n, n // 4, window=w, center=False, return_complex=True)
-        py = (Y.real ** 2 + Y.imag ** 2) / ref
-        pt = (T.real ** 2 + T.imag ** 2) / ref
-        total = total + (torch.log(eps + py) - torch.log(eps + pt)).abs().mean()
+        total = total + (torch.log(eps + stft_power(y, n)) - torch.log(eps + stft_power(t, n))).abs().mean()
     return total / len(ffts)
 
 

@@ -228,14 +228,6 @@ def _batch(notes, rng, B, crop, hop, frame, onset_share=0.3):
             torch.from_numpy(th))
 
 
-def _power(y, n):
-    import torch
-
-    w = torch.hann_window(n, periodic=True, dtype=y.dtype)
-    Y = torch.stft(y, n, n // 4, window=w, center=False, return_complex=True)
-    return (Y.real ** 2 + Y.imag ** 2) / (0.5 * w.sum()) ** 2
-
-
 INTERP_FFTS = (512, 256)
 
 
@@ -253,7 +245,7 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     """
     import torch
 
-    from .train_sing import EPS
+    from .train_sing import EPS, stft_power
 
     B, T = z.shape[0], z.shape[1]
     h = max(1, B // 2)  # half the batch: half the cost
@@ -277,8 +269,8 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     ffts = [n for n in INTERP_FFTS if n <= ym.shape[-1]] or [min(INTERP_FFTS)]
     for n in ffts:
         with torch.no_grad():
-            target = torch.log(EPS + (1.0 - a) * _power(yi, n).mean(-1) + a * _power(yj, n).mean(-1))
-        total = total + (torch.log(EPS + _power(ym, n).mean(-1)) - target).abs().mean()
+            target = torch.log(EPS + (1.0 - a) * stft_power(yi, n).mean(-1) + a * stft_power(yj, n).mean(-1))
+        total = total + (torch.log(EPS + stft_power(ym, n).mean(-1)) - target).abs().mean()
     return total / len(ffts)
 
 
