@@ -133,6 +133,59 @@ def test_streaming_equals_offline(model):
         np.testing.assert_allclose(y[lat:], ref, atol=tol, err_msg=f"block {bs}")
 
 
+def test_intonation_head_streams_as_offline(tmp_path):
+    """A model with an intonation head that moves its pitch by tens of cents from frame to frame: the node
+    (numba, phases running on from each frame's own f0) plays what the torch model generates offline."""
+    import torch
+
+    torch.manual_seed(1)
+    m = sing.build_model(dict(sing.TINY_CONFIG, tune=True))
+    with torch.no_grad():
+        m.tune.weight.normal_(0.0, 2.0)  # far from the trained head's small offsets: large, varying
+        m.tune.bias.fill_(0.3)
+    path = str(tmp_path / "tune.pt")
+    sing.save(path, m, ["a", "b", "c", "d"])
+    mm = sing.load(path)["model"]
+    ft = torch.from_numpy(sing.note_conditioning(57.0, 0.7, 30, None, mm.frame, mm.hop, SR)[0])[None]
+    cents = mm.generate(torch.tensor([1.4]), ft, cents=True)[1][0].detach().numpy()
+    assert np.ptp(cents) > 10.0 and np.abs(cents).max() <= sing._sing.TUNE_MAX, cents
+    lat = mm.frame - mm.hop
+    ref = sing.generate(mm, 1.4, 220.0, 0.7, 0.4, release=0.25, tail=0.25)
+    import yaml
+
+    patch = tmp_path / "p.yaml"  # the model file beside the patch (a patch names files inside its folder)
+    patch.write_text(yaml.safe_dump(_note_patch("tune.pt", 220.0, 1.4, 0.7, release=0.25 + lat / SR, tail=0.25)))
+    for bs in (1, 64, 200):
+        e = patchlib.Engine(patchlib.load_patch(str(patch)), block_size=bs)
+        y = e.render(int(0.4 * SR) + lat)[0]
+        np.testing.assert_allclose(y[lat:], ref, atol=2e-5 * max(1.0, float(np.max(np.abs(ref)))), err_msg=f"block {bs}")
+
+
+def test_intonation_target_follows_a_vibrato():
+    """The training target of the intonation head: YIN's f0, placed at the middle of what YIN compares and
+    read at each SING frame's centre, follows a sine's +-12 cent vibrato at 5 Hz within 1.5 cents (rms), at
+    the right phase, about the note's own pitch (a note played 7 cents sharp has the same target); noise
+    has no trusted pitch (weight: the prior's)."""
+    from nodes.neural.train_sing import TUNE_PRIOR, intonation_target
+
+    f0, sec, frame, hop = 330.0, 2.0, 1024, 256
+    t = np.arange(int(sec * SR)) / SR
+    cents = 12.0 * np.sin(2 * np.pi * 5.0 * t + 0.7)
+    x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0 * 2 ** (cents / 1200)) / SR)
+    T = sing.note_frames(x.size, frame, hop)
+    tgt, w = intonation_target(x, SR, f0, T, frame, hop)
+    sharp, _ = intonation_target(x, SR, f0 * 2 ** (-7 / 1200), T, frame, hop)
+    np.testing.assert_allclose(sharp, tgt, atol=1e-3)
+    centre = (np.arange(T) * hop - (frame - hop) + 0.5 * frame) / SR
+    inside = (centre > 0.1) & (centre < sec - 0.1)
+    assert (w[inside] == 1.0).all()
+    truth = 12.0 * np.sin(2 * np.pi * 5.0 * centre + 0.7)
+    err = tgt[inside] - truth[inside]
+    assert np.sqrt(np.mean(err ** 2)) < 1.5, err
+    tgt, w = intonation_target(np.random.default_rng(0).standard_normal(x.size) * 0.3, SR, f0, T, frame, hop)
+    assert (w == TUNE_PRIOR).all() and (tgt == 0).all()
+
+
 # ------------------------------------------------------------------ the shipped model
 def shipped(test):
     """A test of the shipped model: it fails (does not skip) when patches/models/sing.pt is missing."""
@@ -199,6 +252,39 @@ def test_timbre_closer_to_its_instrument_than_instruments_to_each_other(pitch):
         others = [multires_log_spectral_distance(truths[inst], truths[o], SR) for o in INSTRUMENTS if o != inst]
         ratios[inst] = d / float(np.mean(others))
     assert max(ratios.values()) < 0.5, ratios
+
+
+def _ratio(m, inst, pitch, velocity):
+    truths = {i: _truth(i, pitch, velocity) for i in INSTRUMENTS}
+    y = sing.generate(m, INSTRUMENTS.index(inst), _midi_hz(pitch), velocity / 127, 4.0, release=3.0)
+    d = multires_log_spectral_distance(y, truths[inst], SR)
+    return d / float(np.mean([multires_log_spectral_distance(truths[inst], truths[o], SR)
+                              for o in INSTRUMENTS if o != inst]))
+
+
+@shipped
+def test_bowed_vibrato_notes_within_bound():
+    """The notes the model before the learnt intonation missed (its partials sat still while the bowed
+    string's vibrato moved): the bowed string at MIDI 83 (velocity 100) and 73 (the held-out velocity 75)."""
+    m = sing.load(SHIPPED)["model"]
+    got = {(83, 100): _ratio(m, "bowed", 83, 100), (73, 75): _ratio(m, "bowed", 73, 75)}
+    assert max(got.values()) < 0.5, got
+
+
+@shipped
+@pytest.mark.slow
+def test_every_heldout_note_within_bound():
+    """All 80 held-out notes (10 pitches x 4 instruments, velocities 100 and the held-out 75): what
+    docs/generators.md reports. Every one is under 0.5 (the worst: the bowed string at MIDI 83, 0.47)."""
+    m = sing.load(SHIPPED)["model"]
+    over = {}
+    for v in (100, 75):
+        for p in range(38, 84, 5):
+            for inst in INSTRUMENTS:
+                r = _ratio(m, inst, p, v)
+                if r >= 0.5:
+                    over[(inst, p, v)] = round(r, 3)
+    assert not over, over
 
 
 @shipped

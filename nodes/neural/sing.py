@@ -25,6 +25,17 @@ mix of both; the pitch-locked part puts them at the asked pitch, and the
 half-harmonics let a bell's hum (f0 / 2) and quint (1.5 f0) sit on it.
 Everything else (inharmonic partials, noise, attacks) is the free basis.
 
+**The intonation** (models trained with ``--intonation``, the shipped one
+too): a linear head on the LSTM's output gives each frame a pitch offset,
+``50 tanh(.)`` cents at most, and that frame's partials sound at the asked
+pitch moved by it. It is trained on the notes' own f0 (YIN), so it learns
+what an instrument does to its pitch over a note: the bowed string's
+vibrato (+-5 cents at 5.5 Hz, in phase with the note's start), a
+waveguide's slight detuning. The partials' phase is carried so that
+overlapping frames agree at their centres, where each frame's f0 belongs
+(:func:`._sing.carry_theta`), so a moving pitch is neither early nor
+smeared.
+
 **Training** (``nodes/neural/train_sing.py``, ``patchlib train sing``):
 the decoder is first pretrained as an autoencoder (an encoder from each
 frame's log spectrum to the latent), then the LSTM learns to produce the
@@ -68,9 +79,9 @@ SHIPPED_MODEL = os.path.join(_ROOT, "patches", "models", "sing.pt")
 
 #: the defaults of the shipped model's architecture
 DEFAULT_CONFIG = {"n_instruments": 4, "inst_dim": 8, "hidden": 128, "latent": 32, "dec_hidden": 192,
-                  "basis": 128, "harmonics": 96, "frame": 1024, "hop": 256, "sample_rate": 16000}
+                  "basis": 128, "harmonics": 96, "frame": 1024, "hop": 256, "sample_rate": 16000, "tune": True}
 TINY_CONFIG = {"n_instruments": 4, "inst_dim": 2, "hidden": 8, "latent": 4, "dec_hidden": 8,
-               "basis": 4, "harmonics": 8, "frame": 256, "hop": 64, "sample_rate": 16000}
+               "basis": 4, "harmonics": 8, "frame": 256, "hop": 64, "sample_rate": 16000, "tune": True}
 
 
 # ------------------------------------------------------------------ conditioning (numpy)
@@ -137,7 +148,7 @@ def net_class():
         """SING: LSTM frame generator + per-frame decoder to windowed frames (overlap-added); see the module doc."""
 
         def __init__(self, n_instruments=4, inst_dim=8, hidden=128, latent=32, dec_hidden=192, basis=128,
-                     harmonics=96, frame=1024, hop=256, sample_rate=16000, encoder=False):
+                     harmonics=96, frame=1024, hop=256, sample_rate=16000, tune=False, encoder=False):
             super().__init__()
             self.n_instruments, self.frame, self.hop, self.sr = n_instruments, frame, hop, float(sample_rate)
             self.harmonics = harmonics
@@ -154,6 +165,12 @@ def net_class():
             with torch.no_grad():
                 self.amp.weight.mul_(0.1)
                 self.amp.bias.zero_()
+            # the learnt intonation: a pitch offset per frame (cents) from the LSTM's state; it starts at 0
+            self.tune = nn.Linear(hidden, 1) if tune else None
+            if tune:
+                with torch.no_grad():
+                    self.tune.weight.mul_(0.01)
+                    self.tune.bias.zero_()
             if encoder:
                 self.enc1 = nn.Linear(frame // 2 + 1, dec_hidden)
                 self.enc2 = nn.Linear(dec_hidden, latent)
@@ -168,11 +185,16 @@ def net_class():
             a = (u - i0.to(u.dtype))[..., None]
             return (1 - a) * self.emb(i0) + a * self.emb(i1)
 
-        def generate(self, inst, feats):
-            """Latents ``(B, T, latent)`` from instruments ``(B,)`` and frame features ``(B, T, N_FEAT)``."""
+        def generate(self, inst, feats, cents: bool = False):
+            """Latents ``(B, T, latent)`` from instruments ``(B,)`` and frame features ``(B, T, N_FEAT)``;
+            with ``cents``, also the intonation ``(B, T)`` (cents from the asked pitch; zeros without a head)."""
             e = self.embed(inst)[:, None, :].expand(-1, feats.shape[1], -1)
             y, _ = self.lstm(torch.cat([e, feats], -1))
-            return self.to_z(y)
+            if not cents:
+                return self.to_z(y)
+            if self.tune is None:
+                return self.to_z(y), torch.zeros(y.shape[:2], dtype=y.dtype)
+            return self.to_z(y), _sing.TUNE_MAX * torch.tanh(self.tune(y)[..., 0])
 
         def encode(self, frames):
             """Latents from target audio frames ``(B, T, frame)`` (the autoencoder's encoder)."""
@@ -180,9 +202,10 @@ def net_class():
             x = torch.log(1e-4 + spec) / 10.0
             return self.enc2(F.leaky_relu(self.enc1(x), 0.2))
 
-        def decode(self, z, pfeat, theta, f0):
+        def decode(self, z, pfeat, theta, f0, f0t=None):
             """Windowed frames ``(B, T, frame)`` from latents, pitch features ``(B, T, N_PITCH)``,
-            phases of f0/2 at each frame start ``(B, T)`` (float64) and f0 in Hz ``(B,)``."""
+            phases of f0/2 at each frame start ``(B, T)`` (float64) and f0 in Hz ``(B,)``; ``f0t (B, T)``:
+            the partials' f0 per frame (the intonation; None: f0 throughout)."""
             h = F.leaky_relu(self.dec1(torch.cat([z, pfeat], -1)), 0.2)
             h = F.leaky_relu(self.dec2(h), 0.2)
             co = self.coef(h)
@@ -191,6 +214,9 @@ def net_class():
             f0d = f0.to(torch.float64)
             mask = (0.5 * k[None, :] * f0d[:, None] < 0.5 * self.sr).to(z.dtype)  # (B, K)
             am = self.amp(h) * mask[:, None, :]
+            if f0t is not None:
+                harm = frame_partials(am, theta, f0t, self.sr, N)
+                return (harm + torch.matmul(co, self.basis)) * self.window
             n = torch.arange(N, dtype=torch.float64)
             ang = torch.remainder(k[None, :, None] * (math.pi * f0d / self.sr)[:, None, None] * n, 2 * math.pi)
             Ct, St = torch.cos(ang).to(z.dtype), torch.sin(ang).to(z.dtype)  # (B, K, N)
@@ -205,6 +231,37 @@ def net_class():
 
     _NET["cls"] = SingNet
     return SingNet
+
+
+def frame_partials(am, theta, f0t, sr: float, N: int):
+    """``sum_k am_k cos(k (theta + pi f0 n / sr))`` with one f0 per frame: ``(B, T, N)`` in ``am``'s dtype.
+
+    ``am (B, T, K)``: half-harmonic amplitudes; ``theta (B, T)``: phase of
+    f0/2 at each frame start; ``f0t (B, T)``: Hz. Computed in chunks of 8
+    partials (the tables are ``B x T x N`` per partial). Also the VAE's.
+    """
+    import torch
+
+    K = am.shape[-1]
+    k = torch.arange(1, K + 1, dtype=torch.float64)
+    n = torch.arange(N, dtype=torch.float64)
+    phi = theta.to(torch.float64)[..., None] + (math.pi * f0t.to(torch.float64) / sr)[..., None] * n  # (B, T, N)
+    harm = 0.0
+    for k0 in range(0, K, 8):
+        kk = k[k0:k0 + 8]
+        c = torch.cos(torch.remainder(kk[:, None, None, None] * phi[None], 2 * math.pi)).to(am.dtype)
+        harm = harm + torch.einsum("btk,kbtn->btn", am[..., k0:k0 + 8], c)
+    return harm
+
+
+def frame_thetas(f0_frames: np.ndarray, frame: int, hop: int, sr: float) -> np.ndarray:
+    """Phase of f0/2 at each frame start, as the node's kernel carries it (float64, mod 2 pi): the first
+    frame at 0, then the frames' phases agree at their centres (:func:`._sing.carry_theta`)."""
+    th = np.zeros(len(f0_frames))
+    for j, f in enumerate(f0_frames):
+        th[j] = 0.0 if j == 0 else _sing.start_theta(carried, float(f), frame, hop, sr)
+        carried = _sing.carry_theta(th[j], float(f), frame, hop, sr)
+    return th
 
 
 def overlap_add(frames, hop: int):
@@ -295,7 +352,9 @@ def load(path, name=None) -> dict:
     if data.get("arch") != ARCH:
         raise _err(name, f"architecture {data.get('arch')!r}, the sing node plays 'sing' models",
                    hint="a pedal model goes in a 'pedal' node")
-    model = checked_model(lambda: build_model(data["config"]), data, name, ARCH)
+    cfg = dict(data["config"])
+    cfg.setdefault("tune", False)  # checkpoints written before the intonation head have none
+    model = checked_model(lambda: build_model(cfg), data, name, ARCH)
     names = list(data.get("instruments") or [f"instrument {i}" for i in range(model.n_instruments)])
     out = {"data": data, "model": model.eval(), "instruments": names, "weights": numpy_weights(model)}
     _cache[key] = out
@@ -311,7 +370,10 @@ def numpy_weights(model) -> tuple:
             f(sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"]), f(sd["to_z.weight"]), f(sd["to_z.bias"]),
             f(sd["dec1.weight"]), f(sd["dec1.bias"]), f(sd["dec2.weight"]), f(sd["dec2.bias"]),
             f(sd["coef.weight"]), f(sd["coef.bias"]), f(sd["amp.weight"]), f(sd["amp.bias"]), f(sd["basis"]),
-            f(model.window.double().numpy()))
+            f(model.window.double().numpy()),
+            # the intonation head (zeros without one: no offset, the asked pitch exactly)
+            f(sd["tune.weight"]) if "tune.weight" in sd else np.zeros((1, model.lstm.hidden_size), np.float32),
+            f(sd["tune.bias"]) if "tune.bias" in sd else np.zeros(1, np.float32))
 
 
 def write_test_model(path: str = TEST_MODEL, seed: int = 0) -> str:
@@ -343,9 +405,14 @@ def generate(model, instrument: float, pitch_hz: float, velocity: float, seconds
                                              N, hop, sr, None if tail is None else tail * sr)
     with torch.no_grad():
         ft = torch.from_numpy(feats)[None]
-        z = model.generate(torch.tensor([float(instrument)]), ft)
-        frames = model.decode(z, ft[..., :_sing.N_PITCH], torch.from_numpy(theta)[None],
-                              torch.tensor([float(pitch_hz)], dtype=torch.float64))
+        z, cents = model.generate(torch.tensor([float(instrument)]), ft, cents=True)
+        f0 = torch.tensor([float(pitch_hz)], dtype=torch.float64)
+        if model.tune is None:
+            frames = model.decode(z, ft[..., :_sing.N_PITCH], torch.from_numpy(theta)[None], f0)
+        else:  # the learnt intonation: each frame's partials at its own f0, their phase running on
+            f0t = float(pitch_hz) * 2.0 ** (cents[0].double().numpy() / 1200.0)
+            th = torch.from_numpy(frame_thetas(f0t, N, hop, sr))[None]
+            frames = model.decode(z, ft[..., :_sing.N_PITCH], th, f0, torch.from_numpy(f0t)[None])
         frames = frames * torch.from_numpy(active.astype(np.float32))[None, :, None]
         y = model.ola(frames)[0].numpy()
     lead = N - hop
@@ -375,7 +442,7 @@ def rate_weights(weights: tuple, frame: int, hop: int, model_sr: float, sr: floa
         Y[:, -1] = Y[:, -1].real
     basis2 = np.ascontiguousarray(np.fft.irfft(Y, n2, axis=1) * (n2 / frame), dtype=np.float32)
     window = (0.5 * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n2) / n2))).astype(np.float32)
-    return weights[:14] + (basis2, window), n2, hop2
+    return weights[:14] + (basis2, window) + tuple(weights[16:]), n2, hop2
 
 
 class _ContractSettings:

@@ -69,6 +69,7 @@ class SingTrainConfig:
     gen_steps: int = 2500
     batch: int = 12
     crop: int = 40  # frames per decoded crop
+    intonation: float = 1.0  # weight of the learnt intonation's loss (0: no intonation head)
     lr: float = 2e-3
     lr_final: float = 2e-4
     save_every: int = 200
@@ -89,8 +90,8 @@ class SingTrainConfig:
         parts = ["patchlib", "train", "sing", "-o", q(self.output), "--data", q(self.data), "--size", self.size,
                  "--ae-steps", str(self.ae_steps), "--latent-steps", str(self.latent_steps),
                  "--gen-steps", str(self.gen_steps), "--batch", str(self.batch), "--crop", str(self.crop),
-                 "--lr", f"{self.lr:g}", "--lr-final", f"{self.lr_final:g}", "--seed", str(self.seed),
-                 "--threads", str(self.threads)]
+                 "--lr", f"{self.lr:g}", "--lr-final", f"{self.lr_final:g}", "--intonation", f"{self.intonation:g}",
+                 "--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
         return " ".join(parts)
@@ -120,15 +121,73 @@ def ensure_dataset(root: str, log=print, workers: int = 0, progress: bool = True
 
 
 def load_notes(root: str, split: str, man: dict, frame: int, hop: int, max_notes: int = 0, rng=None) -> list:
-    """Notes of a split with their audio and conditioning (see :func:`.sing.note_conditioning`)."""
+    """Notes of a split with their audio, conditioning (see :func:`.sing.note_conditioning`) and intonation."""
     from . import sing
 
     notes = []
     for lab, note, x, xo, T, sr in split_notes(root, split, man, frame, hop, max_notes, rng):
         feats, theta, _ = sing.note_conditioning(float(lab["pitch"]), lab["velocity"] / 127.0, T,
                                                  int(round(lab["release_s"] * sr)), frame, hop, sr)
-        notes.append(dict(note, feats=feats, theta=theta))
+        cents, w = intonation_target(x, sr, note["f0"], T, frame, hop)
+        notes.append(dict(note, feats=feats, theta=theta, cents=cents, cents_w=w))
     return notes
+
+
+#: what the intonation target trusts: YIN confidence at least this, within this many cents of the asked pitch
+TUNE_CONFIDENCE = 0.8
+TUNE_RANGE = 50.0
+#: the weight of the pull toward the asked pitch where the target is not trusted (the bell, whose YIN f0 is
+#: its hum; silence; attacks)
+TUNE_PRIOR = 0.1
+
+
+def intonation_target(x: np.ndarray, sr: float, f0: float, T: int, frame: int, hop: int):
+    """The note's pitch movement at each SING frame's centre (cents, measured by YIN, about the note's median
+    pitch), and each frame's weight.
+
+    YIN (:func:`patchlib.dataset.yin_f0`, 1024-sample frames centred every
+    128 samples) compares the window ``[0, w)`` with ``[tau, tau + w)``: its
+    estimate belongs to their middle, ``(w + tau) / 2`` into the frame; the
+    estimates are placed there and interpolated at the centres of the
+    SING frames (frame j's centre is ``j hop - (frame - hop) + frame / 2`` in
+    note time). Frames far from any trusted estimate (confidence >=
+    :data:`TUNE_CONFIDENCE`, within :data:`TUNE_RANGE` cents) get the target
+    0 (the asked pitch) with the weight :data:`TUNE_PRIOR`; trusted ones 1.
+
+    The trusted estimates' median is subtracted: the head learns how the
+    pitch moves over a note (a vibrato, a glide), while the note itself
+    stays at the asked pitch. (A waveguide's constant offset of a few
+    cents differs from one pitch to the next without a pattern; learnt, it
+    was interpolated into held-out pitches as errors up to 12 cents.)
+    """
+    from patchlib.dataset import yin_f0
+
+    yf, yhop, fmin = 1024, 128, 40.0
+    fm, conf = yin_f0(x, int(sr), frame=yf, hop=yhop, fmin=fmin)
+    w_len = yf - min(int(sr / fmin) + 2, yf // 2)
+    c = 1200.0 * np.log2(np.maximum(fm, 1e-9) / f0)
+    ok = (fm > 0) & (conf >= TUNE_CONFIDENCE) & (np.abs(c) <= TUNE_RANGE)
+    t_est = np.arange(fm.size) * yhop - yf // 2 + 0.5 * (w_len + sr / np.maximum(fm, 1e-9))
+    centres = np.arange(T) * hop - (frame - hop) + 0.5 * frame
+    cents = np.zeros(T, np.float32)
+    weight = np.full(T, TUNE_PRIOR, np.float32)
+    if ok.sum() >= 2:
+        te, ce = t_est[ok], c[ok] - np.median(c[ok])
+        near = np.abs(te[np.clip(np.searchsorted(te, centres), 0, te.size - 1)] - centres)
+        near = np.minimum(near, np.abs(te[np.clip(np.searchsorted(te, centres) - 1, 0, te.size - 1)] - centres))
+        trusted = near <= 1.5 * yhop
+        cents[trusted] = np.interp(centres[trusted], te, ce)
+        weight[trusted] = 1.0
+    return cents, weight
+
+
+def intonation_loss(pred, notes, idx, T: int):
+    """Weighted L1 (in tens of cents) between the head's intonation ``pred (B, T)`` and the notes' targets."""
+    import torch
+
+    tgt = torch.from_numpy(np.stack([notes[i]["cents"][:T] for i in idx]))
+    w = torch.from_numpy(np.stack([notes[i]["cents_w"][:T] for i in idx]))
+    return (w * (pred - tgt).abs()).sum() / w.sum() / 10.0
 
 
 def split_notes(root: str, split: str, man: dict, frame: int, hop: int, max_notes: int = 0, rng=None):
@@ -373,7 +432,10 @@ def train(cfg: SingTrainConfig, log=print) -> dict:
     if man["sample_rate"] != 16000:
         log(f"note: the dataset is at {man['sample_rate']} Hz; the model is trained at that rate")
     insts = sorted(man["instruments"])
-    mcfg = dict(sing.DEFAULT_CONFIG, **SIZES[cfg.size], n_instruments=len(insts), sample_rate=man["sample_rate"])
+    if cfg.intonation < 0:
+        raise ValueError("--intonation must be >= 0")
+    mcfg = dict(sing.DEFAULT_CONFIG, **SIZES[cfg.size], n_instruments=len(insts), sample_rate=man["sample_rate"],
+                tune=cfg.intonation > 0)
     frame, hop = mcfg["frame"], mcfg["hop"]
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -403,7 +465,7 @@ def train(cfg: SingTrainConfig, log=print) -> dict:
         if stage == 0:
             return [p for n, p in model.named_parameters() if not n.startswith(("lstm.", "to_z.", "emb."))]
         if stage == 1:
-            return [p for n, p in model.named_parameters() if n.startswith(("lstm.", "to_z.", "emb."))]
+            return [p for n, p in model.named_parameters() if n.startswith(("lstm.", "to_z.", "emb.", "tune."))]
         return [p for n, p in model.named_parameters() if not n.startswith("enc")]
 
     def save_state(stage, step):
@@ -435,7 +497,10 @@ def train(cfg: SingTrainConfig, log=print) -> dict:
                 with torch.no_grad():
                     z_t = model.encode(frames)
                 inst = torch.tensor([float(train_notes[i]["instrument"]) for i in idx])
-                loss = torch.mean((model.generate(inst, feats) - z_t) ** 2)
+                z, cents = model.generate(inst, feats, cents=True)
+                loss = torch.mean((z - z_t) ** 2)
+                if model.tune is not None:
+                    loss = loss + cfg.intonation * intonation_loss(cents, train_notes, idx, T)
             else:
                 idx, T, starts = _batch(train_notes, rng, cfg.batch, cfg.crop, hop, frame)
                 seg, frames, pf, th, f0 = _crop_tensors(train_notes, idx, starts, cfg.crop, hop, frame, torch)
@@ -444,10 +509,12 @@ def train(cfg: SingTrainConfig, log=print) -> dict:
                 else:
                     feats = torch.from_numpy(np.stack([train_notes[i]["feats"][:T] for i in idx]))
                     inst = torch.tensor([float(train_notes[i]["instrument"]) for i in idx])
-                    zall = model.generate(inst, feats)
+                    zall, cents = model.generate(inst, feats, cents=True)
                     z = torch.stack([zall[b, s:s + cfg.crop] for b, s in enumerate(starts)])
                 y = model.ola(model.decode(z, pf, th, f0))[:, frame - hop:cfg.crop * hop]
                 loss = spectral_loss(y, seg)
+                if stage == 2 and model.tune is not None:  # (the partials train at the asked pitch: cheaper)
+                    loss = loss + cfg.intonation * intonation_loss(cents, train_notes, idx, T)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 5.0)
@@ -554,6 +621,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=d.crop, help="frames decoded per note and step")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--lr-final", type=float, default=d.lr_final, help="learning rate at each stage's end")
+    p.add_argument("--intonation", type=float, default=d.intonation,
+                   help="weight of the learnt intonation (default %(default)g; 0: none): a head on the LSTM "
+                        "predicts each frame's pitch offset in cents, trained on YIN's f0 of the notes (a "
+                        "vibrato, a waveguide's slight detuning), and the partials follow it")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="end stage 3 early after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -572,7 +643,7 @@ def cmd_train_sing(a) -> int:
             return 2
     cfg = SingTrainConfig(output=a.output, data=a.data, size=a.size, ae_steps=a.ae_steps,
                           latent_steps=a.latent_steps, gen_steps=a.gen_steps, batch=a.batch, crop=a.crop, lr=a.lr,
-                          lr_final=a.lr_final, save_every=a.save_every, max_minutes=a.max_minutes, seed=a.seed,
+                          lr_final=a.lr_final, intonation=a.intonation, save_every=a.save_every, max_minutes=a.max_minutes, seed=a.seed,
                           threads=a.threads, restart=a.restart, report=a.report, quiet=a.quiet)
     return run_train(train, cfg)
 

@@ -51,7 +51,7 @@ from patchlib import Input, Node, Option, Output, Param, PatchError, Where, regi
 from . import _vae
 from .checkpoint import FORMAT, VERSION, _err
 from .pedal import _place, resolve_model
-from .sing import cache_key, checked_model, note_frames, overlap_add, write_checkpoint
+from .sing import cache_key, checked_model, frame_partials, note_frames, overlap_add, write_checkpoint
 
 ARCH = "vae"
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -257,13 +257,8 @@ def net_class():
                 ang = torch.remainder(k[None, :, None] * (math.pi * f0d / self.sr)[:, None, None] * n, 2 * math.pi)
                 Ct, St = torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
                 harm = torch.matmul(am * ck, Ct) - torch.matmul(am * sk, St)
-            else:  # one f0 per frame (whole notes, tests): cos(k (theta + delta n)) frame by frame, in chunks of k
-                phi = theta.to(torch.float64)[..., None] + (math.pi * f0t / self.sr)[..., None] * n  # (B, T, N)
-                harm = 0.0
-                for k0 in range(0, K, 8):
-                    kk = k[k0:k0 + 8]
-                    c = torch.cos(torch.remainder(kk[:, None, None, None] * phi[None], 2 * math.pi)).to(dtype)
-                    harm = harm + torch.einsum("btk,kbtn->btn", am[..., k0:k0 + 8], c)
+            else:  # one f0 per frame (whole notes, tests): cos(k (theta + delta n)) frame by frame
+                harm = frame_partials(am.to(dtype), theta, f0t, self.sr, N)
             return harm
 
         def ola(self, frames):
