@@ -103,6 +103,43 @@ def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
     assert sorted(m["points"]) == ["pluck", "saw"] and m["data"]["train_command"].startswith("patchlib train vae")
 
 
+def test_morph_term_shapes_the_lines_between_points_and_resumes_exactly(tmp_path):
+    """``--morph``: the decoded mix of two instruments' points against the power mix of the two. Zero when
+    the points are one; positive between different ones; the points get no gradient (they are the
+    encoder's means, refreshed during training). A tiny training with it records it in its command, and an
+    interrupted one resumes to the same weights (the points in use are in the saved state)."""
+    import torch
+
+    from nodes.neural import train_vae
+
+    torch.manual_seed(0)
+    model = vae.build_model(dict(vae.TINY_CONFIG, noise_bands=0))
+    B, T, hop = 4, 8, model.hop
+    f0 = torch.full((B,), 220.0, dtype=torch.float64)
+    loud = torch.full((B, T), -20.0)
+    th = torch.from_numpy(np.stack([vae.theta_of(np.full(T, 220.0), hop, model.sr)] * B))
+    span = slice(model.frame - hop, T * hop)
+    one = np.repeat(np.random.default_rng(1).standard_normal((1, model.latent)), 3, axis=0)
+    lm = train_vae.morph_loss(model, one, f0, loud, th, np.random.default_rng(0), span)
+    assert float(lm.detach()) < 1e-4
+    pts = np.random.default_rng(2).standard_normal((3, model.latent)) * 2.0
+    lm = train_vae.morph_loss(model, pts, f0, loud, th, np.random.default_rng(0), span)
+    assert float(lm.detach()) > 1e-3
+    lm.backward()
+    assert float(model.dec1.weight.grad.abs().sum()) > 0
+    root = _tiny_dataset(tmp_path)
+    full = train_vae.train(_tiny_cfg(root, str(tmp_path / "m.pt"), morph=0.05, morph_every=7))
+    assert "--morph 0.05" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
+    loss = np.array(full["history"])[:, 1]
+    assert loss[-5:].mean() < 0.9 * loss[:5].mean()
+    with pytest.raises(KeyboardInterrupt):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), morph=0.05, morph_every=7, interrupt_at=20))
+    resumed = train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), morph=0.05, morph_every=7))
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 def test_straight_path_term_is_zero_on_a_linear_path_and_trains(tmp_path):
     """``--interp``: the decoded mix of two latents against the mix of the ends' log spectra. It vanishes
     when both ends are one latent, is positive between two different ones, moves only the middle (the ends

@@ -27,6 +27,15 @@
   line between two timbres is a crossfade of their power spectra, along
   which the spectral centroid ``((1 - a) M0 + a M1) / ((1 - a) E0 + a E1)``
   can only move one way (docs/vae.md).
+* **morphs** (``--morph W``): the same power-mix term (:func:`mix_loss`)
+  on the lines ``latent_morph`` plays: between two instruments' points
+  (their mean latents, recomputed every ``morph_every`` steps and kept in
+  the training state), decoded as steady notes with the f0 of a batch
+  crop and its loud level, at a random position. The logs are floored 50
+  dB under each mix's strongest bin (what is far under it does not move a
+  centroid). ``W`` ramps in with ``beta``. It makes every morph between
+  the four instruments monotone in centroid; what it costs the
+  reconstructions is in docs/vae.md.
 * **checkpoints**: the training state goes to ``OUTPUT.state.pt`` every
   ``--save-every`` steps; the same command resumes from it (``--restart``
   ignores it). ``--max-minutes`` ends training early. The model file
@@ -59,6 +68,7 @@ import numpy as np
 
 SIZES = {
     "small": {},  # vae.DEFAULT_CONFIG
+    "wide": {"dec_hidden": 256},  # the small model with a decoder twice as wide
     "tiny": {"latent": 4, "n_mels": 32, "enc_hidden": 32, "dec_hidden": 32, "basis": 16, "harmonics": 24},
 }
 
@@ -80,6 +90,8 @@ class VaeTrainConfig:
     beta: float = 0.02
     anneal: int = 1000
     interp: float = 0.0
+    morph: float = 0.0
+    morph_every: int = 100
     save_every: int = 200
     max_minutes: float = 0.0
     eval_velocity: int = 100
@@ -105,6 +117,8 @@ class VaeTrainConfig:
                  "--anneal", str(self.anneal)]
         if self.interp:
             parts += ["--interp", f"{self.interp:g}"]
+        if self.morph:
+            parts += ["--morph", f"{self.morph:g}"]
         parts += ["--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
@@ -114,6 +128,9 @@ class VaeTrainConfig:
         d = dataclasses.asdict(self)
         if not d["interp"]:
             d.pop("interp")  # (states saved before the option resume as they were)
+        if not d["morph"]:
+            d.pop("morph")
+            d.pop("morph_every")
         for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
                   "eval_pitches"):
             d.pop(k)
@@ -229,25 +246,61 @@ def _batch(notes, rng, B, crop, hop, frame, onset_share=0.3):
 
 
 INTERP_FFTS = (512, 256)
+#: ``--morph``'s floor of :func:`mix_loss`'s log spectra, relative to the mix's strongest bin (-50 dB): bins far
+#: under the strongest do not move a centroid, and matching them cost the reconstructions
+MIX_FLOOR = 1e-5
 
 
-def interp_loss(model, z, f0, loud, th, rng, span):
-    """The ``--interp`` term: the decoded latent mix's spectrum against the ends' power mix (log, L1).
+def mix_loss(model, za, zb, a, f0, loud, th, span, rel_floor: float = 0.0):
+    """Log-L1 distance of the decoded latent mix ``(1 - a) za + a zb`` from the power mix of the decoded ends.
 
-    ``z (B, T, D)``: the batch's latents (``span`` slices the decoded
-    samples as in training). Each crop i of the first half of the batch is
-    paired with the crop ``perm[i]`` of the batch nearest to it in pitch
-    (a morph mixes two sounds at one pitch); the two ends and the
-    mix are decoded with crop i's f0, loudness and phase and one shared noise
-    (so the noise part mixes like the rest); the ends are held fixed (no
-    gradient): only the middle is shaped. Compared: the crop's average power
-    spectrum (windows 512 and 256), the thing a spectral centroid reads.
+    ``za``, ``zb (B, T, D)``, ``a (B, 1, 1)``; all three decoded with the
+    same f0, loudness, phase and one shared noise (so the noise part mixes
+    like the rest); the ends are held fixed (no gradient): only the middle is
+    shaped. Compared: the average power spectrum over the crop (windows 512
+    and 256), the thing a spectral centroid reads; along an exact power
+    crossfade the centroid ``((1 - a) M0 + a M1) / ((1 - a) E0 + a E1)``
+    can only move one way. ``rel_floor``: the logs' floor relative to each
+    mix's strongest bin (bins far under it do not move a centroid; 0: only
+    the absolute floor ``EPS``).
     """
     import torch
 
     from .train_sing import EPS, stft_power
 
-    B, T = z.shape[0], z.shape[1]
+    B, T = za.shape[0], za.shape[1]
+    noise = (2.0 * torch.rand(B, T, model.frame, dtype=za.dtype) - 1.0) * math.sqrt(3.0)
+
+    def dec(zz):
+        return model.ola(model.decode(zz, f0, loud, th, noise))[:, span]
+
+    with torch.no_grad():
+        yi, yj = dec(za.detach()), dec(zb.detach())
+    ym = dec((1.0 - a) * za + a * zb)
+    a = a[:, :, 0]
+    total = 0.0
+    ffts = [n for n in INTERP_FFTS if n <= ym.shape[-1]] or [min(INTERP_FFTS)]
+    for n in ffts:
+        with torch.no_grad():
+            mix = (1.0 - a) * stft_power(yi, n).mean(-1) + a * stft_power(yj, n).mean(-1)
+            floor = EPS + rel_floor * mix.amax(-1, keepdim=True)
+            target = torch.log(floor + mix)
+        total = total + (torch.log(floor + stft_power(ym, n).mean(-1)) - target).abs().mean()
+    return total / len(ffts)
+
+
+def interp_loss(model, z, f0, loud, th, rng, span):
+    """The ``--interp`` term: :func:`mix_loss` between frames' latents of the batch.
+
+    ``z (B, T, D)``: the batch's latents (``span`` slices the decoded
+    samples as in training). Each crop i of the first half of the batch is
+    paired with the crop ``perm[i]`` of the batch nearest to it in pitch
+    (a morph mixes two sounds at one pitch), decoded with crop i's f0,
+    loudness and phase.
+    """
+    import torch
+
+    B = z.shape[0]
     h = max(1, B // 2)  # half the batch: half the cost
     # partner: the crop of the nearest pitch (ties at random), as a morph mixes two sounds at one pitch
     lf = np.log(np.maximum(f0.detach().cpu().numpy().astype(np.float64), 1.0))
@@ -255,23 +308,33 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     d[np.arange(h), np.arange(h)] = np.inf
     perm = torch.from_numpy(np.argmin(d, axis=1))  # (a batch of one pairs the crop with itself)
     a = torch.from_numpy(rng.random(h)).to(z.dtype)[:, None, None]
-    f0, loud, th = f0[:h], loud[:h], th[:h]
-    noise = (2.0 * torch.rand(h, T, model.frame, dtype=z.dtype) - 1.0) * math.sqrt(3.0)
+    return mix_loss(model, z[:h], z[perm], a, f0[:h], loud[:h], th[:h], span)
 
-    def dec(zz):
-        return model.ola(model.decode(zz, f0, loud, th, noise))[:, span]
 
-    with torch.no_grad():
-        yi, yj = dec(z[:h].detach()), dec(z[perm].detach())
-    ym = dec((1.0 - a) * z[:h] + a * z[perm])
-    a = a[:, :, 0]
-    total = 0.0
-    ffts = [n for n in INTERP_FFTS if n <= ym.shape[-1]] or [min(INTERP_FFTS)]
-    for n in ffts:
-        with torch.no_grad():
-            target = torch.log(EPS + (1.0 - a) * stft_power(yi, n).mean(-1) + a * stft_power(yj, n).mean(-1))
-        total = total + (torch.log(EPS + stft_power(ym, n).mean(-1)) - target).abs().mean()
-    return total / len(ffts)
+def morph_loss(model, points: np.ndarray, f0, loud, th, rng, span):
+    """The ``--morph`` term: :func:`mix_loss` on the lines between instruments' points, what ``latent_morph`` plays.
+
+    ``points (I, D)``: every instrument's mean latent (refreshed during
+    training). Each of the first half of the batch's crops lends its f0 and
+    phase to a steady note at its own loud level (the 90th percentile of its
+    loudness, held): a random pair of distinct instruments and a random
+    position ``a`` in 0..1. So the term covers the whole pitch and loudness
+    range of the data, and the latents it shapes lie between the
+    instruments' clusters, where reconstructions seldom go.
+    """
+    import torch
+
+    B, T = f0.shape[0], loud.shape[1]
+    h = max(1, B // 2)
+    n = points.shape[0]
+    i = rng.integers(n, size=h)
+    j = (i + rng.integers(1, n, size=h)) % n  # another instrument
+    P = torch.from_numpy(np.asarray(points, np.float32))
+    za = P[torch.from_numpy(i)][:, None, :].expand(h, T, -1)
+    zb = P[torch.from_numpy(j)][:, None, :].expand(h, T, -1)
+    a = torch.from_numpy(rng.random(h)).to(za.dtype)[:, None, None]
+    lev = torch.quantile(loud[:h].to(torch.float64), 0.9, dim=1).to(loud.dtype)
+    return mix_loss(model, za, zb, a, f0[:h], lev[:, None].expand(h, T), th[:h], span, MIX_FLOOR)
 
 
 # ------------------------------------------------------------------ latents and measurements
@@ -456,6 +519,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         raise ValueError("--beta must be >= 0")
     if cfg.interp < 0:
         raise ValueError("--interp must be >= 0")
+    if cfg.morph < 0:
+        raise ValueError("--morph must be >= 0")
     man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
     insts = sorted(man["instruments"])
     if cfg.noise_bands < 0:
@@ -476,6 +541,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
     if os.path.dirname(cfg.output):
         os.makedirs(os.path.dirname(cfg.output), exist_ok=True)
     st = {"step": 0, "elapsed": 0.0, "history": [], "key": json.dumps(cfg.key(), sort_keys=True)}
+    if cfg.morph > 0:
+        st["morph_points"] = []
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if os.path.isfile(state_path) and not cfg.restart:
         opt.load_state_dict(resume_state(state_path, st, model, rng)["opt"])
@@ -483,7 +550,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
     elapsed0 = st["elapsed"]
 
     def save_state(step):
-        write_state(state_path, model, opt, st, rng, elapsed0 + time.perf_counter() - t_start, step=step)
+        more = {"morph_points": st["morph_points"]} if "morph_points" in st else {}
+        write_state(state_path, model, opt, st, rng, elapsed0 + time.perf_counter() - t_start, step=step, **more)
 
     from tqdm import tqdm
 
@@ -492,6 +560,9 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
     bar = tqdm(total=cfg.steps, initial=st["step"], disable=cfg.quiet, unit="step", dynamic_ncols=True, desc="vae")
     running = None
     step = st["step"]
+    # the instruments' points for --morph, refreshed every morph_every steps (kept in the state: a resumed run
+    # goes on with the same points)
+    pts = np.asarray(st["morph_points"], np.float32) if st.get("morph_points") else None
     for step in range(st["step"] + 1, cfg.steps + 1):
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step / max(1, cfg.steps))
@@ -507,6 +578,15 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         if cfg.interp > 0:
             li = interp_loss(model, z, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
             loss = loss + cfg.interp * (beta / cfg.beta if cfg.beta > 0 else 1.0) * li  # ramps in with beta
+        lm = None
+        if cfg.morph > 0:
+            if pts is None or (step - 1) % cfg.morph_every == 0:
+                with torch.no_grad():
+                    p = latent_points(model, train_notes)[0]
+                pts = np.stack([p[k] for k in sorted(p)]).astype(np.float32)
+                st["morph_points"] = pts.tolist()
+            lm = morph_loss(model, pts, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
+            loss = loss + cfg.morph * (beta / cfg.beta if cfg.beta > 0 else 1.0) * lm  # ramps in with beta
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -519,7 +599,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         bar.update(1)
         if step % 10 == 0 or step == 1:
             bar.set_postfix_str(f"spectral {running:.4f} KL {k:.2f} beta {beta:.3g}"
-                                + (f" interp {float(li.detach()):.3f}" if li is not None else ""))
+                                + (f" interp {float(li.detach()):.3f}" if li is not None else "")
+                                + (f" morph {float(lm.detach()):.3f}" if lm is not None else ""))
         if step % cfg.save_every == 0:
             save_state(step)
         if cfg.interrupt_at and step == cfg.interrupt_at:
@@ -597,7 +678,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                               epilog="example:\n  patchlib train vae -o patches/models/vae.pt --data data/notes\n")
     p.add_argument("-o", "--output", default=d.output, help=f"model file (default {d.output})")
     p.add_argument("--data", default=d.data, help=f"dataset folder, rendered if missing (default {d.data})")
-    p.add_argument("--size", choices=sorted(SIZES), default=d.size, help="model size (default small)")
+    p.add_argument("--size", choices=sorted(SIZES), default=d.size,
+                   help="model size: small (default), wide (the decoder twice as wide) or tiny (tests)")
     p.add_argument("--decoder", choices=("sing", "ddsp"), default=d.decoder,
                    help="sing (default: the nodes' decoder) or ddsp (harmonics + filtered noise: for the comparison "
                         "in docs/vae.md; the nodes do not play it)")
@@ -614,6 +696,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="experimental: weight of the straight-path term (the decoded mix of two latents should "
                         "sound like the power mix of the two); default 0: off, as in the shipped model. It "
                         "straightens morphs but, so far, breaks the highest pitches (docs/vae.md)")
+    p.add_argument("--morph", type=float, default=d.morph,
+                   help="weight of the morph term: a point on the line between two instruments' mean latents "
+                        "(what latent_morph plays) should decode to the power mix of the two ends, at every "
+                        "pitch and level of the data, so the spectral centroid moves one way along a morph "
+                        "(default 0: off; what it costs the reconstructions: docs/vae.md)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -632,7 +719,7 @@ def cmd_train_vae(a) -> int:
             return 2
     cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
                          steps=a.steps, batch=a.batch, crop=a.crop,
-                         lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp,
+                         lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp, morph=a.morph,
                          save_every=a.save_every,
                          max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
                          report=a.report, quiet=a.quiet)
