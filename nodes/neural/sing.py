@@ -29,9 +29,9 @@ Everything else (inharmonic partials, noise, attacks) is the free basis.
 too): a linear head on the LSTM's output gives each frame a pitch offset,
 ``50 tanh(.)`` cents at most, and that frame's partials sound at the asked
 pitch moved by it. It is trained on the notes' own f0 (YIN), so it learns
-what an instrument does to its pitch over a note: the bowed string's
-vibrato (+-5 cents at 5.5 Hz, in phase with the note's start), a
-waveguide's slight detuning. The partials' phase is carried so that
+how an instrument's pitch moves over a note, about the note's own pitch
+(which stays the asked one): the bowed string's vibrato (+-5 cents at
+5.5 Hz, in phase with the note's start). The partials' phase is carried so that
 overlapping frames agree at their centres, where each frame's f0 belongs
 (:func:`._sing.carry_theta`), so a moving pitch is neither early nor
 smeared.

@@ -623,8 +623,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lr-final", type=float, default=d.lr_final, help="learning rate at each stage's end")
     p.add_argument("--intonation", type=float, default=d.intonation,
                    help="weight of the learnt intonation (default %(default)g; 0: none): a head on the LSTM "
-                        "predicts each frame's pitch offset in cents, trained on YIN's f0 of the notes (a "
-                        "vibrato, a waveguide's slight detuning), and the partials follow it")
+                        "predicts each frame's pitch offset in cents, trained on how YIN's f0 of the notes "
+                        "moves about each note's median (a vibrato), and the partials follow it")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="end stage 3 early after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
