@@ -1036,6 +1036,18 @@ def _wg_decimate(state, x, osf):
     return x
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _wg_out(state, buf, w, v, dy, rdc, cdc, gout, mask, osf):
+    """The end of a one-rail tick (reed, flute): ``v`` (denormals flushed) into the loop at ``w``, its
+    DC-blocked output, decimated; returns ``(output, DC state, next w)``."""
+    if abs(v) < FLUSH:
+        v = 0.0
+    buf[0, w] = v
+    dy = rdc * dy + cdc * v
+    o = gout * (v - dy)
+    return _wg_decimate(state, o, osf), dy, (w + 1) & mask
+
+
 @numba.njit(cache=True, nogil=True)
 def wg_kernel(y, n, t, exc, par, state, buf):
     """Bowed string / reed / flute waveguide for ``n`` samples from absolute frame ``t``.
@@ -1182,13 +1194,7 @@ def wg_kernel(y, n, t, exc, par, state, buf):
                     if refl < -1.0:
                         refl = -1.0
                     v = pm + dp * refl
-                    if abs(v) < FLUSH:
-                        v = 0.0
-                    buf[0, w] = v
-                    dy = rdc * dy + cdc * v
-                    o = gout * (v - dy)
-                    w = (w + 1) & mask
-                    o = _wg_decimate(state, o, osf)
+                    o, dy, w = _wg_out(state, buf, w, v, dy, rdc, cdc, gout, mask, osf)
                 y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
@@ -1223,13 +1229,7 @@ def wg_kernel(y, n, t, exc, par, state, buf):
                         jet += ng * _unit_noise(key + nk)
                         nk += np.uint64(1)
                     v = ly + drive * pm * jet
-                    if abs(v) < FLUSH:
-                        v = 0.0
-                    buf[0, w] = v
-                    dy = rdc * dy + cdc * v
-                    o = gout * (v - dy)
-                    w = (w + 1) & mask
-                    o = _wg_decimate(state, o, osf)
+                    o, dy, w = _wg_out(state, buf, w, v, dy, rdc, cdc, gout, mask, osf)
                 y[k] = o
                 k += 1
                 if k >= j or freq[k] != ft:
