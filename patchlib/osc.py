@@ -389,6 +389,47 @@ def wall_offset(clock: Callable[[], float] = time.monotonic, tries: int = 5) -> 
     return best[1]
 
 
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _grow_rcvbuf(sock: socket.socket, size: int) -> None:
+    """Ask for a ``size``-byte receive buffer (best effort)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError:
+        pass
+    # Linux reports twice what it grants; past net.core.rmem_max only root may force it
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < size:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            pass
+
+
+def bind_udp(host: str, port: int, who: str, rcvbuf: int | None = None) -> socket.socket:
+    """A UDP socket bound to ``(host, port)`` (IPv6 when ``host`` has a colon), 0.2 s receive timeout.
+
+    Shared by the OSC and Wekinator servers: a warning names ``who`` when the host is not a loopback
+    address (reachable from other machines); ``rcvbuf`` asks for a larger receive buffer; on a bind
+    error the socket is closed and the ``OSError`` goes to the caller. The timeout lets a receive loop
+    wake to see its server stopped.
+    """
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("%s listening on %s: reachable from other machines", who, host)
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    try:
+        if rcvbuf:
+            _grow_rcvbuf(sock, rcvbuf)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.settimeout(0.2)
+    return sock
+
+
 class _Bucket:
     """A token bucket: ``rate`` per second, bursts of ``burst``."""
 
@@ -495,17 +536,8 @@ class OscServer:
         """Bind and start the receive and reply threads."""
         if self._running:
             return self
-        if self.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("OSC server listening on %s: reachable from other machines", self.host)
-        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(fam, socket.SOCK_DGRAM)
-        try:
-            self._grow_rcvbuf(sock)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(0.2)  # the receive loop wakes to see stop()
+        sock = bind_udp(self.host, self.port, "OSC server", self.rcvbuf)
+        fam = sock.family
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._offset, self._offset_at = wall_offset(self._clock), time.monotonic()
@@ -654,19 +686,6 @@ class OscServer:
             self._peers.discard(peer)
             if peer in self._subscribers:
                 self._subscribers = tuple(a for a in self._subscribers if a is not peer)
-
-    def _grow_rcvbuf(self, sock) -> None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        except OSError:
-            pass
-        # Linux reports twice what it grants; past net.core.rmem_max only root may force it
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
-        if force is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < self.rcvbuf:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, force, self.rcvbuf)
-            except OSError:
-                pass
 
     # ------------------------------------------------------------ counters
     @property

@@ -52,7 +52,7 @@ from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from .osc import OscError, _check_bundle, _check_message, _flatten, resolve_patch_path
+from .osc import OscError, _check_bundle, _check_message, _family, _flatten, bind_udp, resolve_patch_path
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +146,9 @@ class WekinatorServer:
     def start(self) -> "WekinatorServer":
         if self._running:
             return self
-        if self.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("Wekinator server listening on %s: reachable from other machines", self.host)
-        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(fam, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(0.2)
+        sock = bind_udp(self.host, self.port, "Wekinator server")
         self._sock, self.port = sock, sock.getsockname()[1]
-        self._out = socket.socket(socket.AF_INET6 if ":" in self.out_addr[0] else socket.AF_INET, socket.SOCK_DGRAM)
+        self._out = socket.socket(_family(self.out_addr[0]), socket.SOCK_DGRAM)
         self._running = True
         self._threads = [threading.Thread(target=self._recv_loop, name="wek-recv", daemon=True),
                          threading.Thread(target=self._control_loop, name="wek-control", daemon=True),
