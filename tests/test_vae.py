@@ -140,6 +140,47 @@ def test_morph_term_shapes_the_lines_between_points_and_resumes_exactly(tmp_path
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+def test_morph_pairs_by_pitch_join_each_instruments_nearest_note_and_resume_exactly(tmp_path):
+    """``--morph-pairs pitch``: the ends of each line are the two instruments' own notes nearest the crop's
+    f0 (not their mean points). With a table whose notes of one pitch share a latent, the term is zero
+    at that pitch and positive at another (where the nearest notes differ); a tiny training with it
+    records the option in its command and resumes to the same weights."""
+    import torch
+
+    from nodes.neural import train_vae
+
+    torch.manual_seed(0)
+    model = vae.build_model(dict(vae.TINY_CONFIG, noise_bands=0))
+    B, T, hop = 4, 8, model.hop
+    D = model.latent
+    rng = np.random.default_rng(4)
+    same, z1, z2 = rng.standard_normal(D), rng.standard_normal(D) * 2, rng.standard_normal(D) * 2
+    # two instruments: at 220 Hz both hold `same`; at 440 Hz they differ
+    table = np.array([np.concatenate([[k, np.log2(f)], z]) for k, f, z in
+                      [(0, 220.0, same), (1, 220.0, same), (0, 440.0, z1), (1, 440.0, z2)]])
+
+    def term(f):
+        f0 = torch.full((B,), f, dtype=torch.float64)
+        th = torch.from_numpy(np.stack([vae.theta_of(np.full(T, f), hop, model.sr)] * B))
+        return float(train_vae.morph_loss(model, None, f0, torch.full((B, T), -20.0), th,
+                                          np.random.default_rng(0), slice(model.frame - hop, T * hop),
+                                          table=table).detach())
+
+    assert term(225.0) < 1e-4 < 1e-3 < term(430.0)
+    root = _tiny_dataset(tmp_path)
+    kw = dict(morph=0.05, morph_every=7, morph_pairs="pitch")
+    full = train_vae.train(_tiny_cfg(root, str(tmp_path / "m.pt"), **kw))
+    assert "--morph 0.05 --morph-pairs pitch" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
+    with pytest.raises(KeyboardInterrupt):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), interrupt_at=20, **kw))
+    resumed = train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), **kw))
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(ValueError, match="morph-pairs"):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_pairs="nearest"))
+
+
 def test_straight_path_term_is_zero_on_a_linear_path_and_trains(tmp_path):
     """``--interp``: the decoded mix of two latents against the mix of the ends' log spectra. It vanishes
     when both ends are one latent, is positive between two different ones, moves only the middle (the ends

@@ -33,9 +33,13 @@
   the training state), decoded as steady notes with the f0 of a batch
   crop and its loud level, at a random position. The logs are floored 50
   dB under each mix's strongest bin (what is far under it does not move a
-  centroid). ``W`` ramps in with ``beta``. It makes every morph between
-  the four instruments monotone in centroid; what it costs the
-  reconstructions is in docs/vae.md.
+  centroid). ``W`` ramps in with ``beta``. In some runs it makes every
+  morph between the four instruments monotone in centroid; what it costs the
+  reconstructions is in docs/vae.md. ``--morph-pairs pitch`` joins, instead
+  of the mean points, the two instruments' own notes nearest each crop's
+  f0 (two sounds of one pitch, as ``latent_morph`` points captured from
+  notes): an instrument's high notes lie on the lines between the mean
+  points, where the two terms pull on the same latents.
 * **checkpoints**: the training state goes to ``OUTPUT.state.pt`` every
   ``--save-every`` steps; the same command resumes from it (``--restart``
   ignores it). ``--max-minutes`` ends training early. The model file
@@ -92,6 +96,7 @@ class VaeTrainConfig:
     interp: float = 0.0
     morph: float = 0.0
     morph_every: int = 100
+    morph_pairs: str = "points"  # or "pitch": each instrument's own note nearest the crop's f0
     save_every: int = 200
     max_minutes: float = 0.0
     eval_velocity: int = 100
@@ -119,6 +124,8 @@ class VaeTrainConfig:
             parts += ["--interp", f"{self.interp:g}"]
         if self.morph:
             parts += ["--morph", f"{self.morph:g}"]
+            if self.morph_pairs != "points":
+                parts += ["--morph-pairs", self.morph_pairs]
         parts += ["--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
@@ -131,6 +138,8 @@ class VaeTrainConfig:
         if not d["morph"]:
             d.pop("morph")
             d.pop("morph_every")
+        if d.get("morph_pairs") == "points":
+            d.pop("morph_pairs")  # (states saved before the option resume as they were)
         for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
                   "eval_pitches"):
             d.pop(k)
@@ -311,25 +320,43 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     return mix_loss(model, z[:h], z[perm], a, f0[:h], loud[:h], th[:h], span)
 
 
-def morph_loss(model, points: np.ndarray, f0, loud, th, rng, span):
+def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table: np.ndarray | None = None):
     """The ``--morph`` term: :func:`mix_loss` on the lines between instruments' points, what ``latent_morph`` plays.
 
-    ``points (I, D)``: every instrument's mean latent (refreshed during
+    ``points (I, D)``: every instrument's mean latent (None with ``table``; refreshed during
     training). Each of the first half of the batch's crops lends its f0 and
     phase to a steady note at its own loud level (the 90th percentile of its
     loudness, held): a random pair of distinct instruments and a random
     position ``a`` in 0..1. So the term covers the whole pitch and loudness
     range of the data, and the latents it shapes lie between the
     instruments' clusters, where reconstructions seldom go.
+
+    ``table (M, 2 + D)`` (``--morph-pairs pitch``, :func:`note_table`): the
+    ends are instead the two instruments' own notes nearest the crop's f0
+    (rows: instrument index, log2 measured f0, mean latent), so a line joins
+    two sounds of one pitch. Measured: an instrument's high notes lie on
+    the lines between the mean points (docs/vae.md).
     """
     import torch
 
     B, T = f0.shape[0], loud.shape[1]
     h = max(1, B // 2)
-    n = points.shape[0]
+    n = points.shape[0] if table is None else int(table[:, 0].max()) + 1
     i = rng.integers(n, size=h)
     j = (i + rng.integers(1, n, size=h)) % n  # another instrument
-    P = torch.from_numpy(np.asarray(points, np.float32))
+    if table is None:
+        P = torch.from_numpy(np.asarray(points, np.float32))
+    else:  # --morph-pairs pitch: each instrument's note nearest the crop's f0
+        inst, lf = table[:, 0].astype(np.int64), table[:, 1]
+        lf0 = np.log2(np.maximum(f0[:h].numpy(), 1.0))
+
+        def nearest(k, b):
+            rows = np.flatnonzero(inst == k)
+            return rows[np.argmin(np.abs(lf[rows] - lf0[b]))]
+
+        P = torch.from_numpy(np.asarray(table[:, 2:], np.float32))
+        i = np.array([nearest(i[b], b) for b in range(h)])
+        j = np.array([nearest(j[b], b) for b in range(h)])
     za = P[torch.from_numpy(i)][:, None, :].expand(h, T, -1)
     zb = P[torch.from_numpy(j)][:, None, :].expand(h, T, -1)
     a = torch.from_numpy(rng.random(h)).to(za.dtype)[:, None, None]
@@ -355,6 +382,17 @@ def latent_points(model, notes) -> tuple[dict, np.ndarray, list]:
     points = {i: np.mean([p[2] for p in per_note if p[0] == i], axis=0) for i in insts}
     spread = np.concatenate(allz).std(0)
     return points, spread, per_note
+
+
+def note_table(notes, per_note, names) -> np.ndarray:
+    """``(M, 2 + D)``: per note, its instrument's index in ``names``, log2 of its median measured f0, its mean
+    latent (``per_note`` from :func:`latent_points`, in the order of ``notes``)."""
+    rows = []
+    for nt, (inst, _, z) in zip(notes, per_note):
+        tr = nt["track"][nt["track"] > 0]
+        f = float(np.median(tr)) if tr.size else float(nt["f0"])
+        rows.append(np.concatenate([[names.index(inst), math.log2(max(f, 1.0))], z]))
+    return np.asarray(rows, np.float64)
 
 
 def spectral_centroid(y: np.ndarray, sr: float) -> float:
@@ -521,6 +559,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         raise ValueError("--interp must be >= 0")
     if cfg.morph < 0:
         raise ValueError("--morph must be >= 0")
+    if cfg.morph_pairs not in ("points", "pitch"):
+        raise ValueError(f"--morph-pairs is 'points' or 'pitch', not {cfg.morph_pairs!r}")
     man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
     insts = sorted(man["instruments"])
     if cfg.noise_bands < 0:
@@ -562,7 +602,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
     step = st["step"]
     # the instruments' points for --morph, refreshed every morph_every steps (kept in the state: a resumed run
     # goes on with the same points)
-    pts = np.asarray(st["morph_points"], np.float32) if st.get("morph_points") else None
+    by_pitch = cfg.morph_pairs == "pitch"
+    pts = np.asarray(st["morph_points"], np.float64 if by_pitch else np.float32) if st.get("morph_points") else None
     for step in range(st["step"] + 1, cfg.steps + 1):
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step / max(1, cfg.steps))
@@ -582,10 +623,12 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         if cfg.morph > 0:
             if pts is None or (step - 1) % cfg.morph_every == 0:
                 with torch.no_grad():
-                    p = latent_points(model, train_notes)[0]
-                pts = np.stack([p[k] for k in sorted(p)]).astype(np.float32)
+                    p, _, per_note = latent_points(model, train_notes)
+                pts = (note_table(train_notes, per_note, sorted(p)) if by_pitch
+                       else np.stack([p[k] for k in sorted(p)]).astype(np.float32))
                 st["morph_points"] = pts.tolist()
-            lm = morph_loss(model, pts, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
+            lm = morph_loss(model, None if by_pitch else pts, f0, loud, th, rng, slice(N - hop, cfg.crop * hop),
+                            table=pts if by_pitch else None)
             loss = loss + cfg.morph * (beta / cfg.beta if cfg.beta > 0 else 1.0) * lm  # ramps in with beta
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -701,6 +744,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                         "(what latent_morph plays) should decode to the power mix of the two ends, at every "
                         "pitch and level of the data, so the spectral centroid moves one way along a morph "
                         "(default 0: off; what it costs the reconstructions: docs/vae.md)")
+    p.add_argument("--morph-pairs", choices=("points", "pitch"), default=d.morph_pairs,
+                   help="the lines the morph term shapes: between the instruments' mean latents ('points', the "
+                        "default), or between two instruments' own notes nearest each crop's pitch ('pitch': two "
+                        "sounds of one pitch, as when latent_morph's points are captured from notes)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -720,6 +767,7 @@ def cmd_train_vae(a) -> int:
     cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
                          steps=a.steps, batch=a.batch, crop=a.crop,
                          lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp, morph=a.morph,
+                         morph_pairs=a.morph_pairs,
                          save_every=a.save_every,
                          max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
                          report=a.report, quiet=a.quiet)
