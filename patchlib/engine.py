@@ -40,6 +40,10 @@ ASAP = -1
 _ASAP = ASAP
 
 
+class EngineBusy(RuntimeError):
+    """An event refused because too many wait for the audio thread already (:attr:`Engine.inbox_limit`)."""
+
+
 @dataclass
 class EngineWarning:
     """Something the engine handled but a user should hear about (a muted node...)."""
@@ -91,8 +95,7 @@ class Engine:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.late_events = 0
         self._compile()
-        for ev in spec.score:
-            self.schedule(ev)
+        self._push_score()
 
     # ------------------------------------------------------------ compile
     def _compile(self) -> None:
@@ -373,11 +376,27 @@ class Engine:
             b.fills[:] = fills
 
     # ------------------------------------------------------------ events
+    #: events queued by other threads and not yet taken by the audio thread (it takes them every block): past
+    #: this, :meth:`schedule` refuses with :class:`EngineBusy` instead of growing without bound
+    inbox_limit = 65536
+
     def schedule(self, ev: Event, frame: int | None = None) -> None:
-        """Queue an event (thread-safe). Its frame defaults to ``round(ev.time * sr)``."""
+        """Queue an event (thread-safe). Its frame defaults to ``round(ev.time * sr)``.
+
+        Raises :class:`EngineBusy` when :attr:`inbox_limit` events wait for the audio thread already (it
+        has stopped rendering, or a sender floods it): the caller answers with an error, nothing else is lost.
+        """
         if frame is None:
             frame = int(round(ev.time * self.sample_rate))
+        if self._inbox.qsize() >= self.inbox_limit:
+            raise EngineBusy(f"{self._inbox.qsize()} events wait for the audio thread (at most "
+                             f"{self.inbox_limit}): is the patch playing?")
         self._inbox.put((frame, ev))
+
+    def _push_score(self) -> None:
+        """The patch's score, straight into the event queue (the audio thread's own; a score has no limit)."""
+        for ev in self.spec.score:
+            heapq.heappush(self._heap, (int(round(ev.time * self.sample_rate)), next(self._seq), ev))
 
     def note(self, poly: str, pitch, velocity: float = 1.0, *, frame: int | None = None) -> None:
         """Play a note on a ``poly`` node (thread-safe): at ``frame``, or as soon as possible.
@@ -504,8 +523,7 @@ class Engine:
         self.frame = 0
         self._drain()
         self._heap.clear()
-        for ev in self.spec.score:
-            self.schedule(ev)
+        self._push_score()
 
     # ------------------------------------------------------------ guard
     def _warn(self, frame: int, node: str, message: str) -> None:

@@ -40,12 +40,13 @@ import os
 import threading
 from typing import Any, Iterable
 
+from .engine import EngineBusy
 from .patch import Event
 
 log = logging.getLogger(__name__)
 
 #: error kinds counted in ``stats()["errors"]``
-ERROR_KINDS = ("malformed", "bad_message", "out_of_range", "unknown_node", "internal")
+ERROR_KINDS = ("malformed", "bad_message", "out_of_range", "unknown_node", "busy", "internal")
 #: reasons a valid message did nothing, counted in ``stats()["ignored_by"]``
 IGNORED_KINDS = ("channel", "unbound_cc", "no_voice", "type")
 SUSTAIN, ALL_SOUND_OFF, ALL_NOTES_OFF = 64, 120, 123
@@ -266,6 +267,8 @@ class MidiInput:
             fn(*args, **kw)
         except ValueError as e:  # the patch was swapped under us and lost the node, or a bad pitch
             raise _Refused("unknown_node", str(e)) from None
+        except EngineBusy as e:  # the audio thread takes no events (stopped) and its inbox is full
+            raise _Refused("busy", str(e)) from None
         self._count_applied(1)
 
     # ------------------------------------------------------------ counters

@@ -121,7 +121,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-from .engine import ASAP  # the frame meaning "at the start of the next block"
+from .engine import ASAP, EngineBusy  # ASAP: the frame meaning "at the start of the next block"
 from .errors import suggest
 from .patch import Event
 from .units import UnitError, parse_value
@@ -960,8 +960,13 @@ class OscServer:
                 sched(ev, None if frame == ASAP else frame)
             except ValueError as e:  # the patch was swapped under us and lost the node
                 raise OscError("unknown_node", str(e)) from None
+            except EngineBusy as e:
+                raise OscError("busy", str(e)) from None
         else:
-            engine.schedule(ev, frame)
+            try:
+                engine.schedule(ev, frame)
+            except EngineBusy as e:
+                raise OscError("busy", str(e)) from None
 
     # ------------------------------------------------------------ replies
     def _reply_error(self, addr, address: str, reason: str) -> None:

@@ -135,6 +135,38 @@ def test_errors_answered_and_counted_sound_goes_on(rig):
     assert zero_crossing_freq(y) == pytest.approx(440.0, rel=1e-3)
 
 
+def test_a_full_inbox_is_answered_busy_and_nothing_else_is_lost(rig, monkeypatch):
+    """Events wait in the engine's inbox until the audio thread's next block takes them. When it takes
+    none (stopped) the inbox stops at ``Engine.inbox_limit``: the next message is answered ``busy``, the
+    queued ones still land, and once a block has run the engine takes messages again. A score is not an
+    inbox: a patch's score longer than the limit plays in full."""
+    engine, _, server, cli = rig
+    monkeypatch.setattr(engine, "inbox_limit", 3)
+    for f in (300.0, 400.0, 500.0):
+        send(server, cli, msg("/osc/freq", f))
+    wait(server, "applied", 3)
+    send(server, cli, msg("/osc/freq", 600.0))
+    (address, args), = replies(cli)
+    assert address == "/error" and "audio thread" in args[1] and server.stats["errors"]["busy"] == 1
+    engine.render(SR // 10)
+    assert engine.params["osc"]["freq"].value == pytest.approx(500.0)  # the last queued one, not the refused
+    send(server, cli, msg("/osc/freq", 880.0))
+    wait(server, "applied", 4)
+    engine.render(SR // 10)
+    assert zero_crossing_freq(engine.render(SR // 2)[0]) == pytest.approx(880.0, rel=1e-3)
+    from patchlib.engine import EngineBusy
+    from patchlib.patch import Event
+
+    with pytest.raises(EngineBusy, match="at most 3"):
+        for _ in range(4):
+            engine.schedule(Event(0.0, "ramp", "osc", param="freq", value=100.0))
+    monkeypatch.setattr(patchlib.Engine, "inbox_limit", 2)
+    score = [{"at": 0.01 * k, "set": "c.value", "to": 0.1 * k} for k in range(1, 6)]
+    e2 = patchlib.Engine(patchlib.load_patch(dict(PATCH, score=score)), block_size=256)
+    e2.render(SR // 10)
+    assert e2.params["c"]["value"].value == pytest.approx(0.5)
+
+
 def test_queries(rig):
     engine, _, server, cli = rig
     send(server, cli, msg("/patch/nodes"))
