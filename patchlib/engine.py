@@ -393,6 +393,10 @@ class Engine:
                              f"{self.inbox_limit}): is the patch playing?")
         self._inbox.put((frame, ev))
 
+    def _post(self, ev: Event, frame: int) -> None:
+        """The audio thread's own events (a poly's voice start after its fade): the inbox, never refused."""
+        self._inbox.put((frame, ev))
+
     def _push_score(self) -> None:
         """The patch's score, straight into the event queue (the audio thread's own; a score has no limit)."""
         for ev in self.spec.score:

@@ -383,7 +383,7 @@ class MidiInput:
                 for pitch in pitches:
                     for p in polys:
                         self.player.note_off(p, pitch)
-        except ValueError:  # the patch was swapped and lost its poly nodes: nothing to release
+        except (ValueError, EngineBusy):  # the patch lost its poly nodes, or the engine takes no events
             pass
 
     @property

@@ -362,8 +362,8 @@ class VoiceAllocator:
             self.engine.params[self.info.name][f"level{i}"].ramp(0.0, fade / self.engine.sample_rate)
             from .patch import Event
 
-            self.engine.schedule(Event(0.0, "voice_start", self.info.name, str(i), velocity, pitch=pitch),
-                                 frame + fade)
+            self.engine._post(Event(0.0, "voice_start", self.info.name, str(i), velocity, pitch=pitch),
+                              frame + fade)
         else:
             self._start(i, pitch, velocity, frame)
 

@@ -106,6 +106,21 @@ def test_sixteen_voices_steal_without_clicks():
     assert _click(y0) > 10 * _click(y)
 
 
+def test_steals_go_on_when_the_inbox_is_full(monkeypatch):
+    """A steal's voice start (after the fade) is the engine's own event: it is never refused, even when
+    the inbox for other threads' events is full (``Engine.inbox_limit`` 0 refuses every outside event)."""
+    from patchlib.engine import EngineBusy
+
+    monkeypatch.setattr(patchlib.Engine, "inbox_limit", 0)
+    y, e = _render(_patch(_steal_score(), voices=16), 0.8)
+    assert e._allocators["keys"].stolen == 8 and sum(v.held for v in e._allocators["keys"].voices) == 16
+    with pytest.raises(EngineBusy):
+        e.note("keys", 440.0)
+    monkeypatch.undo()
+    y_ref, _ = _render(_patch(_steal_score(), voices=16), 0.8)
+    np.testing.assert_array_equal(y, y_ref)
+
+
 def test_steal_quietest_and_none():
     score = ("  - {at: 0, note: keys, pitch: 300, velocity: 1.0}\n"
              "  - {at: 0, note: keys, pitch: 400, velocity: 0.1}\n"
