@@ -81,6 +81,27 @@ def test_gain_norm_training_fits_the_scale_and_loss_falls(tmp_path):
     assert 0 < over <= 0.0011 * count, (over, count)
 
 
+def test_input_drift_offsets_the_whole_past_and_keeps_the_targets():
+    """--input-drift: the input classes and the period input read the past offset by ``drift`` (coded again to
+    8 bits), the targets stay the clean classes; no drift leaves the excerpt as it was."""
+    from nodes.neural.train_wavenet_gen import excerpt
+
+    n, f0 = 4000, 200.0
+    x = (0.5 * np.sin(2 * np.pi * f0 * np.arange(n) / SR)).astype(np.float32)
+    c = wg.mu_law_encode(x)
+    note = {"classes": c, "dec": wg.mu_law_decode(c), "f0_curve": np.full(n, f0, np.float32),
+            "loud": np.full(n, -20.0, np.float32), "phase": (f0 * np.arange(n) / SR) % 1.0, "sr": SR}
+    s, T = 1500, 1000
+    prev0, tgt0, cond0 = excerpt(note, s, T, period_input=1)
+    prev, tgt, cond = excerpt(note, s, T, period_input=1, drift=0.2)
+    assert np.array_equal(tgt, tgt0) and np.array_equal(tgt, c[s:s + T])
+    step = 0.05  # an 8-bit mu-law step near 0.7 is about 0.03
+    np.testing.assert_allclose(wg.mu_law_decode(prev), wg.mu_law_decode(prev0) + 0.2, atol=step)
+    np.testing.assert_allclose(cond[-1], cond0[-1] + 0.2, atol=step)  # the period row: one period back, offset
+    np.testing.assert_array_equal(cond[:-1], cond0[:-1])  # phase, pitch and loudness rows untouched
+    assert np.array_equal(excerpt(note, s, T, 1, None, 0.0)[0], prev0)
+
+
 def _forced(logits: dict, **cfg):
     """A tiny model whose head ignores its input: fixed logits (class -> value; the rest -50)."""
     torch.manual_seed(0)
@@ -143,18 +164,26 @@ def _random_inputs(n, instruments, seed=0):
     return classes, pitch, loud, inst
 
 
-@pytest.mark.parametrize("path", [wg.TEST_MODEL, SHIPPED])
+@pytest.mark.parametrize("path", [wg.TEST_MODEL, SHIPPED, "harmonics-5"])
 def test_kernel_is_the_model(path):
-    """The numba generation kernel's probabilities equal the torch model's, teacher-forced on the same inputs."""
-    assert os.path.isfile(path), f"{path} is shipped (see patches/models/README.md)"
-    model = wg.load_checkpoint(path)["model"]
-    n = 1500 if path == wg.TEST_MODEL else 2500  # more than the shipped model's receptive field (1024)
+    """The numba generation kernel's probabilities equal the torch model's, teacher-forced on the same inputs
+    (also for a model with 5 phase harmonics in its conditioning and the period input)."""
+    if path == "harmonics-5":
+        torch.manual_seed(3)
+        model = wg.build_model(dict(wg.PRESETS["tiny"], instruments=3, sample_rate=SR, phase_harmonics=5,
+                                    period_input=1))
+        assert model.local == wg.local_rows(5) + 1 == 13
+    else:
+        assert os.path.isfile(path), f"{path} is shipped (see patches/models/README.md)"
+        model = wg.load_checkpoint(path)["model"]
+    n = 1500 if path != SHIPPED else 2500  # more than the shipped model's receptive field (1024)
     classes, pitch, loud, inst = _random_inputs(n, model.instruments)
-    cond, _ = wg.local_conditioning(pitch, loud, SR)
-    if model.local > wg.LOCAL_ROWS:  # the period input: the given signal one period earlier
+    cond, _ = wg.local_conditioning(pitch, loud, SR, harmonics=model.harmonics)
+    nl = wg.local_rows(model.harmonics)
+    if model.local > nl:  # the period input: the given signal one period earlier
         past = wg.mu_law_decode(classes[:-1])
         cond = np.concatenate([cond] + [wg.period_row(past, pitch, SR, 0, o)[None]
-                                        for o in wg.period_offsets(model.local - wg.LOCAL_ROWS)])
+                                        for o in wg.period_offsets(model.local - nl)])
     prev = np.concatenate([[wg.CLASSES // 2], classes[:-1]])
     with torch.no_grad():
         lg = model(torch.from_numpy(prev)[None], torch.from_numpy(cond)[None], torch.tensor([float(inst[0])]))
@@ -261,7 +290,8 @@ def test_shipped_heldout_pitch_within_25_cents(shipped_notes, inst, pitch):
 @pytest.mark.parametrize("inst,pitch", [("pluck", 65), ("bell", 55)])
 def test_shipped_timbre_nearer_its_instrument(shipped_notes, inst, pitch):
     """A generated note is nearer its own instrument's ground truth than half the distance between instruments
-    (the issue's timbre target; met by the pluck and the bell below MIDI 70, not by the bowed string or the saw)."""
+    (the issue's timbre target; met by the pluck and the bell below MIDI 70, not by the bowed string or most saw
+    notes)."""
     ck, notes = shipped_notes
     note = notes[(inst, pitch)]
     d = multires_log_spectral_distance(_gen(ck, note, seconds=2.0), note["audio"])
@@ -274,10 +304,10 @@ def test_shipped_timbre_nearer_its_instrument(shipped_notes, inst, pitch):
 def test_shipped_all_heldout_pitch_timbre_and_speed(shipped_notes):
     """Every instrument at every held-out pitch: what the shipped model measures (patches/models/README.md).
 
-    Every note is in tune (within 25 cents; measured over four seeds, the largest error is 2.1 cents). The
+    Every note is in tune (within 25 cents; measured over four seeds, the largest error is 8.8 cents). The
     issue's timbre target (ratio < 0.5) is NOT met: it holds for every pluck note and the bell below MIDI 70
-    (0.53 there), for no bowed or saw note (0.6-0.9: a noise floor where their truths have nothing;
-    docs/generators.md). This guards what there is: every pluck under 0.5, at least 4 of the 5 bells, a mean
+    (0.50-0.51 there), for 4 of 20 saw notes and no bowed note (0.57-0.94: energy where their truths have
+    almost none; docs/generators.md). This guards what there is: every pluck under 0.5, at least 4 of the 5 bells, a mean
     under 0.6 and none above 1 (as far from its truth as the other instruments are). The kernel runs at
     least real time.
     """

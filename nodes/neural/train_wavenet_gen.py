@@ -53,6 +53,7 @@ class GenTrainConfig:
     release: float = 1.5
     size: str = "small"
     period_taps: int | None = None  # None: the size's
+    phase_harmonics: int = 2
     steps: int = 3000
     batch: int = 8
     segment: int = 2048
@@ -62,6 +63,7 @@ class GenTrainConfig:
     patience: int = 0
     max_minutes: float = 0.0
     input_noise: int = 0
+    input_drift: float = 0.0
     gain_norm: bool = False
     preemph: float = 0.0
     mean_output: bool = False
@@ -89,6 +91,10 @@ class GenTrainConfig:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
         if self.period_taps is not None:
             parts += ["--period-taps", str(self.period_taps)]
+        if self.phase_harmonics != 2:
+            parts += ["--phase-harmonics", str(self.phase_harmonics)]
+        if self.input_drift:
+            parts += ["--input-drift", f"{self.input_drift:g}"]
         if self.gain_norm:
             parts += ["--gain-norm"]
         if self.preemph:
@@ -182,24 +188,33 @@ def recode(notes: list, gain_norm: dict | None, preemph: float = 0.0) -> list:
     return notes
 
 
-def excerpt(note: dict, s: int, T: int, period_input=0, jitter=None):
+def excerpt(note: dict, s: int, T: int, period_input=0, jitter=None, drift=0.0, harmonics=2):
     """``(prev classes (T,), targets (T,), conditioning (rows, T))`` of ``note`` from sample ``s``.
 
-    ``jitter``: ``T`` integers added to the input classes (the targets stay clean); the period
-    input (``period_input``) reads the same, jittered, past as the network's input.
+    ``jitter``: ``T`` integers added to the input classes (the targets stay clean); ``drift``:
+    an offset added to the whole past (the modelled signal's units) before it is coded again,
+    the slow error a free run makes that white jitter never shows. The period input
+    (``period_input``) reads the same, jittered and offset, past as the network's input. ``harmonics``:
+    the phase harmonics of the conditioning (the model's ``phase_harmonics``).
     """
-    from .wavenet_gen import CLASSES, local_conditioning, mu_law_decode, period_offsets, period_row
+    from .wavenet_gen import CLASSES, local_conditioning, mu_law_decode, mu_law_encode, period_offsets, period_row
 
     c = note["classes"]
     prev = np.empty(T, np.int64)
     prev[0] = c[s - 1] if s > 0 else CLASSES // 2
     prev[1:] = c[s:s + T - 1]
+    if drift:
+        prev = mu_law_encode(mu_law_decode(prev) + drift)
     if jitter is not None:
         prev = np.clip(prev + jitter, 0, CLASSES - 1)
     f0 = note["f0_curve"][s:s + T]
-    cond, _ = local_conditioning(f0, note["loud"][s:s + T], note["sr"], phase=note["phase"][s:s + T])
+    cond, _ = local_conditioning(f0, note["loud"][s:s + T], note["sr"], phase=note["phase"][s:s + T],
+                                 harmonics=harmonics)
     if period_input:
-        past = np.concatenate([note["dec"][:max(s - 1, 0)], mu_law_decode(prev)[0 if s > 0 else 1:]])
+        before = note["dec"][:max(s - 1, 0)]
+        if drift:
+            before = mu_law_decode(mu_law_encode(before + drift))
+        past = np.concatenate([before, mu_law_decode(prev)[0 if s > 0 else 1:]])
         cond = np.concatenate([cond] + [period_row(past, f0, note["sr"], s, o)[None]
                                         for o in period_offsets(period_input)])
     return prev, c[s:s + T], cond
@@ -356,6 +371,10 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
         if cfg.period_taps not in (0, 1, 2):
             raise ValueError("--period-taps is 0, 1 or 2")
         mcfg["period_input"] = int(cfg.period_taps)
+    if cfg.phase_harmonics != 2:
+        if not 1 <= cfg.phase_harmonics <= 16:
+            raise ValueError("--phase-harmonics is 1..16")
+        mcfg["phase_harmonics"] = int(cfg.phase_harmonics)
     if cfg.gain_norm:
         mcfg["gain_norm"] = {"scale": gain_norm_scale(train_notes), "floor_db": GAIN_NORM_FLOOR_DB}
         log(f"loudness normalisation: the network models x / ({mcfg['gain_norm']['scale']:g} 10^(loudness / 20))")
@@ -376,8 +395,9 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     rng = np.random.default_rng(cfg.seed)
     # a fixed validation set: 2 excerpts per valid note
     vrng = np.random.default_rng(12345)
-    pi = mcfg.get("period_input", 0)
-    vset = [excerpt(n, int(vrng.integers(0, n["audio"].size - T + 1)), T, pi) for n in valid_notes for _ in range(2)]
+    pi, nh = mcfg.get("period_input", 0), mcfg.get("phase_harmonics", 2)
+    vset = [excerpt(n, int(vrng.integers(0, n["audio"].size - T + 1)), T, pi, harmonics=nh)
+            for n in valid_notes for _ in range(2)]
     vinst = torch.tensor([n["inst"] for n in valid_notes for _ in range(2)])
 
     def valid_loss():
@@ -435,7 +455,8 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
             if cfg.input_noise:  # jitter the input classes by up to k (k drawn per excerpt), targets stay clean
                 k = int(rng.integers(0, cfg.input_noise + 1))
                 jitter = rng.integers(-k, k + 1, T) if k else None
-            prev_b[b], tgt_b[b], cond_b[b] = excerpt(note, s, T, pi, jitter)
+            drift = float(rng.uniform(-cfg.input_drift, cfg.input_drift)) if cfg.input_drift else 0.0
+            prev_b[b], tgt_b[b], cond_b[b] = excerpt(note, s, T, pi, jitter, drift, nh)
             inst_b[b] = note["inst"]
         lg = model(torch.from_numpy(prev_b), torch.from_numpy(cond_b), torch.from_numpy(inst_b))
         loss = F.cross_entropy(lg[:, :, warm:], torch.from_numpy(tgt_b[:, warm:]))
@@ -536,6 +557,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--size", default=d.size, help="model size: small (shipped) or tiny")
     p.add_argument("--period-taps", type=int, default=None, choices=(0, 1, 2),
                    help="period input rows: 0 none, 1 at the period (small's default), 2 half a sample either side")
+    p.add_argument("--phase-harmonics", type=int, default=d.phase_harmonics,
+                   help="conditioning rows sin/cos of k x the fundamental's phase, k = 1..N (default %(default)s): "
+                        "a noise-free path to the waveform's shape that the free run's errors cannot build up in")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--segment", type=int, default=d.segment, help="scored samples per excerpt")
@@ -547,6 +571,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input-noise", type=int, default=d.input_noise,
                    help="jitter the input mu-law classes by up to K (K drawn per excerpt, 0..K): robustness to "
                         "the model's own sampling errors (default %(default)s)")
+    p.add_argument("--input-drift", type=float, default=d.input_drift,
+                   help="offset the whole input past by up to D (uniform in -D..D per excerpt, in the modelled "
+                        "signal's units, targets clean): teaches the network to pull a free run's slow drift back "
+                        "to zero (default %(default)s: off)")
     p.add_argument("--gain-norm", action="store_true",
                    help="loudness normalisation: the network models x / (s 10^(loudness / 20)) and the kernel "
                         "multiplies its output back, so the level follows the loudness param exactly")

@@ -13,7 +13,8 @@ mu-law classes, from the samples before it and from conditioning:
 * **head**: ``relu -> 1x1 -> relu -> 1x1`` to 256 logits;
 * **local conditioning** (per sample, the control signals at audio rate):
   ``sin/cos`` of an oscillator phase integrated from the pitch param and of
-  its 2nd harmonic, the normalised log pitch ``(midi - 60) / 12`` and the
+  its harmonics up to the ``phase_harmonics``-th (2 unless the model says
+  otherwise), the normalised log pitch ``(midi - 60) / 12`` and the
   normalised loudness ``(clip(dB, -100, 0) + 50) / 25``, and the *period
   input*: the output one period (``sr / pitch`` samples) earlier, from a
   history in the state (``period_input: 2``: two rows, half a sample either
@@ -53,7 +54,8 @@ ARCH = "wavenet_gen"
 _F = np.float32
 MU = 255
 CLASSES = 256
-#: conditioning rows before the instrument embedding: sin/cos phase, sin/cos 2 x phase, log pitch, loudness
+#: conditioning rows before the instrument embedding with the default 2 phase harmonics: sin/cos phase,
+#: sin/cos 2 x phase, log pitch, loudness (:func:`local_rows`)
 LOCAL_ROWS = 6
 LOUD_FLOOR_DB = -100.0
 #: samples of output history the period input reads from (pitches down to sample_rate / HIST)
@@ -94,9 +96,15 @@ def loud_norm(db):
     return (np.clip(np.asarray(db, np.float64), LOUD_FLOOR_DB, 0.0) + 50.0) / 25.0
 
 
+def local_rows(harmonics: int = 2) -> int:
+    """Conditioning rows before the period input: sin/cos of ``k`` x phase for ``k = 1..harmonics``, pitch, loudness."""
+    return 2 * int(harmonics) + 2
+
+
 def local_conditioning(f0_hz: np.ndarray, loud_db: np.ndarray, sample_rate: float, phase0: float = 0.0,
-                       phase=None):
-    """``(6, n)`` float32 local conditioning of per-sample f0 (Hz) and loudness (dB), and the phase after them.
+                       phase=None, harmonics: int = 2):
+    """``(local_rows(harmonics), n)`` float32 local conditioning of per-sample f0 (Hz) and loudness (dB), and the
+    phase after them: ``sin, cos`` of ``k`` times the phase for ``k = 1..harmonics``, the log pitch, the loudness.
 
     The phase (in cycles) at sample ``t`` is ``phase0 + sum(f0[:t]) / sr``: the same integration as the
     kernel; training passes the measured ``phase`` of the note's fundamental instead (see
@@ -110,10 +118,12 @@ def local_conditioning(f0_hz: np.ndarray, loud_db: np.ndarray, sample_rate: floa
         ph = phase0 + np.concatenate([[0.0], np.cumsum(inc)[:-1]]) if f0.size else np.zeros(0)
     ph = ph - np.floor(ph)
     w = 2.0 * np.pi * ph
-    c = np.empty((LOCAL_ROWS, f0.size), _F)
-    c[0], c[1], c[2], c[3] = np.sin(w), np.cos(w), np.sin(2 * w), np.cos(2 * w)
-    c[4] = pitch_norm(f0)
-    c[5] = loud_norm(loud_db)
+    nh = int(harmonics)
+    c = np.empty((local_rows(nh), f0.size), _F)
+    for k in range(nh):
+        c[2 * k], c[2 * k + 1] = np.sin((k + 1) * w), np.cos((k + 1) * w)
+    c[2 * nh] = pitch_norm(f0)
+    c[2 * nh + 1] = loud_norm(loud_db)
     end = (phase0 + inc.sum()) % 1.0
     return c, end
 
@@ -151,12 +161,13 @@ def model_class():
     class WaveNetGen(nn.Module):
         """``forward(prev (B, T) classes, cond (B, local, T), inst (B,) indices) -> logits (B, 256, T)``.
 
-        ``local``: the 6 rows of :func:`local_conditioning`, plus (``period_input``) the output one period
-        earlier (:func:`period_row`).
+        ``local``: the ``local_rows(phase_harmonics)`` rows of :func:`local_conditioning`, plus (``period_input``) the
+        output one period earlier (:func:`period_row`).
         """
 
         def __init__(self, channels, skip, head, embed, kernel, dilations, instruments, instrument_names=None,
-                     classes=CLASSES, sample_rate=16000, period_input=False, gain_norm=None, preemph=0.0):
+                     classes=CLASSES, sample_rate=16000, period_input=False, gain_norm=None, preemph=0.0,
+                     phase_harmonics=2):
             super().__init__()
             if not 0.0 <= float(preemph) < 1.0:
                 raise ValueError("preemph is a pre-emphasis coefficient in 0..1 (0: none)")
@@ -172,7 +183,11 @@ def model_class():
             self.C, self.S, self.H, self.E, self.classes = C, S, H, E, int(classes)
             self.dilations = [int(d) for d in dilations]
             self.instruments = int(instruments)
-            self.local = LOCAL_ROWS + len(period_offsets(period_input))
+            if not 1 <= int(phase_harmonics) <= 16:
+                raise ValueError("phase_harmonics is 1..16")
+            #: harmonics of the phase in the conditioning (rows sin/cos k x phase, k = 1..phase_harmonics)
+            self.harmonics = int(phase_harmonics)
+            self.local = local_rows(self.harmonics) + len(period_offsets(period_input))
             self.rows = self.local + E
             self.embed_in = nn.Embedding(self.classes, C)
             self.embed_inst = nn.Embedding(self.instruments, E)
@@ -299,14 +314,16 @@ class Weights:
         gn = model.gain_norm
         self.gn = np.array([gn["scale"], gn["floor_db"]] if gn else [], np.float64)  # (2,) or (0,): off
         self.preemph = float(model.preemph)
+        self.nharm = int(getattr(model, "harmonics", 2))
+        self.rows = int(model.rows)
 
     def args(self):
         return (self.dil, self.emb_in, self.emb_inst, self.Wp, self.Wh, self.bc, self.M, self.Wr, self.br,
-                self.Ws, self.bs, self.W1, self.b1, self.W2, self.b2, self.gn, self.preemph)
+                self.Ws, self.bs, self.W1, self.b1, self.W2, self.b2, self.gn, self.preemph, self.nharm)
 
     def scratch(self):
         """Per-sample work vectors, one float32 array ``(rows,)`` each packed into one buffer."""
-        return np.zeros(2 * self.C * self.L + 8 * max(self.C, self.S, self.H, CLASSES, self.E + LOCAL_ROWS + 1), _F)
+        return np.zeros(2 * self.C * self.L + 8 * max(self.C, self.S, self.H, CLASSES, self.rows + 1), _F)
 
 
 #: state layout (float64): queue position, oscillator phase (cycles), rng, previous class, primer position,
@@ -348,7 +365,7 @@ def _decode(c):
 
 @numba.njit(**_JIT)
 def _logits(prev, pitch, loud, inst, phase, pos, ylag0, ylag1, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br, Ws, bs,
-            W1, b1, W2, b2, queues, work):
+            W1, b1, W2, b2, nharm, queues, work):
     """One step of the network (the Fast WaveNet pass): writes the 256 logits to ``work[:256]``."""
     L, C, C2 = Wp.shape
     S = Ws.shape[2]
@@ -375,16 +392,16 @@ def _logits(prev, pitch, loud, inst, phase, pos, ylag0, ylag1, dil, emb_in, emb_
     c = work[o:o + R]
     # conditioning rows
     w = _TWO_PI * phase
-    c[0] = math.sin(w)
-    c[1] = math.cos(w)
-    c[2] = math.sin(2.0 * w)
-    c[3] = math.cos(2.0 * w)
-    c[4] = (69.0 + 12.0 * math.log2(max(pitch, 1.0) / 440.0) - 60.0) / 12.0
-    c[5] = (min(max(loud, LOUD_FLOOR_DB), 0.0) + 50.0) / 25.0
-    if nloc > LOCAL_ROWS:
-        c[LOCAL_ROWS] = ylag0
-    if nloc > LOCAL_ROWS + 1:
-        c[LOCAL_ROWS + 1] = ylag1
+    for k in range(nharm):
+        c[2 * k] = math.sin((k + 1) * w)
+        c[2 * k + 1] = math.cos((k + 1) * w)
+    base = 2 * nharm
+    c[base] = (69.0 + 12.0 * math.log2(max(pitch, 1.0) / 440.0) - 60.0) / 12.0
+    c[base + 1] = (min(max(loud, LOUD_FLOOR_DB), 0.0) + 50.0) / 25.0
+    if nloc > base + 2:
+        c[base + 2] = ylag0
+    if nloc > base + 3:
+        c[base + 3] = ylag1
     ni = emb_inst.shape[0]
     fi = min(max(inst, 0.0), ni - 1.0)
     i0 = int(math.floor(fi))
@@ -483,7 +500,7 @@ def _push(state, v):
 
 @numba.njit(**_JIT)
 def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br,
-                 Ws, bs, W1, b1, W2, b2, gn, pre, state, queues, work):
+                 Ws, bs, W1, b1, W2, b2, gn, pre, nharm, state, queues, work):
     """Generate ``n`` samples into ``out[:n]`` (params per sample); ``state``, ``queues`` carried between calls.
 
     While ``state[ST_PRIMER] < primer.size`` the primer (audio) is fed in as classes (and played) instead of
@@ -493,7 +510,7 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
     de-emphasised. ``mean_out``: the output is the mean of the distribution drawn from, not the draw.
     """
     Q = W2.shape[1]
-    nper = M.shape[0] - emb_inst.shape[1] - LOCAL_ROWS
+    nper = M.shape[0] - emb_inst.shape[1] - (2 * nharm + 2)
     pos = int(state[ST_POS])
     phase = state[ST_PHASE]
     rng = np.uint32(int(state[ST_RNG]))
@@ -504,7 +521,7 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
         f = pitch[t]
         y0, y1 = _period_inputs(state, f, sr, nper)
         _logits(prev, f, loud[t], inst[t], phase, pos, y0, y1, dil, emb_in, emb_inst, Wp, Wh,
-                bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, queues, work)
+                bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, nharm, queues, work)
         amp = 1.0
         if gn.size > 0:
             amp = gn[0] * 10.0 ** (max(loud[t], gn[1]) / 20.0)
@@ -556,10 +573,10 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
 
 @numba.njit(**_JIT)
 def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br, Ws,
-                       bs, W1, b1, W2, b2, gn, pre, state, queues, work):
+                       bs, W1, b1, W2, b2, gn, pre, nharm, state, queues, work):
     """The kernel's log-probabilities ``logp[t]`` of every class with ``classes`` as the given past (tests)."""
     Q = W2.shape[1]
-    nper = M.shape[0] - emb_inst.shape[1] - LOCAL_ROWS
+    nper = M.shape[0] - emb_inst.shape[1] - (2 * nharm + 2)
     pos = int(state[ST_POS])
     phase = state[ST_PHASE]
     prev = int(state[ST_PREV])
@@ -568,7 +585,7 @@ def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb
         f = pitch[t]
         y0, y1 = _period_inputs(state, f, sr, nper)
         _logits(prev, f, loud[t], inst[t], phase, pos, y0, y1, dil, emb_in, emb_inst, Wp, Wh,
-                bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, queues, work)
+                bc, M, Wr, br, Ws, bs, W1, b1, W2, b2, nharm, queues, work)
         m = work[0]
         for k in range(1, Q):
             m = max(m, work[k])
