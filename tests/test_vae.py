@@ -181,6 +181,57 @@ def test_morph_pairs_by_pitch_join_each_instruments_nearest_note_and_resume_exac
         train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_pairs="nearest"))
 
 
+class _ToneModel:
+    """A stand-in decoder for ``centroid_order_loss``: latent ``z[0]`` sets the frequency of a steady tone
+    through ``hz(u, p)`` (so the centroid along a line is known); ``p`` is a weight with a gradient."""
+
+    frame, hop, sr = 256, 256, 16000.0
+
+    def __init__(self, hz):
+        import torch
+
+        self.hz, self.p = hz, torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+
+    def decode(self, z, f0, loud, th, noise=None):
+        import torch
+
+        t = torch.arange(self.frame, dtype=torch.float64) / self.sr
+        f = self.hz(z[..., 0].to(torch.float64), self.p)  # (B, T)
+        n0 = torch.arange(z.shape[1], dtype=torch.float64)[None, :, None] * self.frame / self.sr
+        return torch.sin(2 * math.pi * f[..., None] * (n0 + t))
+
+    def ola(self, frames):
+        return frames.reshape(frames.shape[0], -1)
+
+
+def test_centroid_order_term_costs_only_steps_back(tmp_path):
+    """``--morph-loss centroid``: zero along a line whose centroid rises one way, positive (with a gradient)
+    where it rises and falls back; a tiny training with it records the option and its loss falls."""
+    import torch
+
+    from nodes.neural import train_vae
+
+    B, T = 6, 8
+    za, zb = torch.zeros(B, T, 2, dtype=torch.float64), torch.ones(B, T, 2, dtype=torch.float64)
+    args = (None, None, None, slice(0, T * 256))
+    up = _ToneModel(lambda u, p: 500.0 + 2000.0 * u * p)
+    assert float(train_vae.centroid_order_loss(up, za, zb, *args, np.random.default_rng(0)).detach()) < 1e-6
+    # up by as much as 2300 Hz and back to 800: the further the hump (p), the larger the term
+    hump = _ToneModel(lambda u, p: 500.0 + p * 2000.0 * torch.sin(math.pi * u) + 300.0 * u)
+    lm = train_vae.centroid_order_loss(hump, za, zb, *args, np.random.default_rng(0))
+    assert float(lm.detach()) > 0.1
+    lm.backward()
+    assert float(hump.p.grad) > 0
+    root = _tiny_dataset(tmp_path)
+    kw = dict(morph=0.05, morph_every=7, morph_loss="centroid")
+    full = train_vae.train(_tiny_cfg(root, str(tmp_path / "m.pt"), **kw))
+    assert "--morph 0.05 --morph-loss centroid" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
+    loss = np.array(full["history"])[:, 1]
+    assert loss[-5:].mean() < 0.9 * loss[:5].mean()
+    with pytest.raises(ValueError, match="morph-loss"):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_loss="order"))
+
+
 def test_straight_path_term_is_zero_on_a_linear_path_and_trains(tmp_path):
     """``--interp``: the decoded mix of two latents against the mix of the ends' log spectra. It vanishes
     when both ends are one latent, is positive between two different ones, moves only the middle (the ends

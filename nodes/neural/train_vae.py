@@ -39,7 +39,9 @@
   of the mean points, the two instruments' own notes nearest each crop's
   f0 (two sounds of one pitch, as ``latent_morph`` points captured from
   notes): an instrument's high notes lie on the lines between the mean
-  points, where the two terms pull on the same latents.
+  points, where the two terms pull on the same latents. ``--morph-loss
+  centroid`` asks of each line only that its spectral centroid never step
+  back (:func:`centroid_order_loss`): a monotone line costs nothing.
 * **checkpoints**: the training state goes to ``OUTPUT.state.pt`` every
   ``--save-every`` steps; the same command resumes from it (``--restart``
   ignores it). ``--max-minutes`` ends training early. The model file
@@ -97,6 +99,7 @@ class VaeTrainConfig:
     morph: float = 0.0
     morph_every: int = 100
     morph_pairs: str = "points"  # or "pitch": each instrument's own note nearest the crop's f0
+    morph_loss: str = "mix"  # or "centroid": only the centroid's order along the line (centroid_order_loss)
     save_every: int = 200
     max_minutes: float = 0.0
     eval_velocity: int = 100
@@ -126,6 +129,8 @@ class VaeTrainConfig:
             parts += ["--morph", f"{self.morph:g}"]
             if self.morph_pairs != "points":
                 parts += ["--morph-pairs", self.morph_pairs]
+            if self.morph_loss != "mix":
+                parts += ["--morph-loss", self.morph_loss]
         parts += ["--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
@@ -140,6 +145,8 @@ class VaeTrainConfig:
             d.pop("morph_every")
         if d.get("morph_pairs") == "points":
             d.pop("morph_pairs")  # (states saved before the option resume as they were)
+        if d.get("morph_loss") == "mix":
+            d.pop("morph_loss")
         for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
                   "eval_pitches"):
             d.pop(k)
@@ -320,7 +327,46 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     return mix_loss(model, z[:h], z[perm], a, f0[:h], loud[:h], th[:h], span)
 
 
-def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table: np.ndarray | None = None):
+def centroid_order_loss(model, za, zb, f0, loud, th, span, rng):
+    """How far the spectral centroid steps back along ``(1 - a) za + a zb``: ``--morph-loss centroid``.
+
+    Each line is decoded (one shared noise, as :func:`mix_loss`) at its ends
+    (held fixed, no gradient) and at two random positions between; the
+    centroid is that of the crop's average power spectrum (window 512, what
+    ``spectral_centroid`` reads of a steady note). The loss is the sum of the
+    steps against the ends' direction, over the span between the ends
+    (floored at 1 % of the mean centroid, so lines whose ends nearly agree
+    are asked to stay flat). A monotone line costs nothing: unlike the
+    power-mix term, it asks one number per line of the decoder, not a whole
+    spectrum, and leaves the rest to the reconstructions.
+    """
+    import torch
+
+    from .train_sing import stft_power
+
+    B, T = za.shape[0], za.shape[1]
+    noise = (2.0 * torch.rand(B, T, model.frame, dtype=za.dtype) - 1.0) * math.sqrt(3.0)
+    n = 512
+
+    def cent(zz):
+        y = model.ola(model.decode(zz, f0, loud, th, noise))[:, span]
+        P = stft_power(y, min(n, y.shape[-1])).mean(-1)
+        f = torch.arange(P.shape[-1], dtype=P.dtype) * (model.sr / (2.0 * (P.shape[-1] - 1)))
+        return (P * f).sum(-1) / (P.sum(-1) + 1e-12)
+
+    with torch.no_grad():
+        c0, c1 = cent(za), cent(zb)
+    a = torch.from_numpy(np.sort(rng.random((B, 2)), axis=1)).to(za.dtype)
+    cm = [cent((1.0 - a[:, k, None, None]) * za + a[:, k, None, None] * zb) for k in range(2)]
+    c = torch.stack([c0, cm[0], cm[1], c1], 1)  # (B, 4), in order along the line
+    sgn = torch.sign(c1 - c0)
+    scale = (c1 - c0).abs() + 0.01 * 0.5 * (c0 + c1)
+    back = torch.relu(-sgn[:, None] * (c[:, 1:] - c[:, :-1])).sum(1)
+    return (back / scale).mean()
+
+
+def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table: np.ndarray | None = None,
+               kind: str = "mix"):
     """The ``--morph`` term: :func:`mix_loss` on the lines between instruments' points, what ``latent_morph`` plays.
 
     ``points (I, D)``: every instrument's mean latent (None with ``table``; refreshed during
@@ -361,6 +407,8 @@ def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table:
     zb = P[torch.from_numpy(j)][:, None, :].expand(h, T, -1)
     a = torch.from_numpy(rng.random(h)).to(za.dtype)[:, None, None]
     lev = torch.quantile(loud[:h].to(torch.float64), 0.9, dim=1).to(loud.dtype)
+    if kind == "centroid":
+        return centroid_order_loss(model, za, zb, f0[:h], lev[:, None].expand(h, T), th[:h], span, rng)
     return mix_loss(model, za, zb, a, f0[:h], lev[:, None].expand(h, T), th[:h], span, MIX_FLOOR)
 
 
@@ -561,6 +609,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         raise ValueError("--morph must be >= 0")
     if cfg.morph_pairs not in ("points", "pitch"):
         raise ValueError(f"--morph-pairs is 'points' or 'pitch', not {cfg.morph_pairs!r}")
+    if cfg.morph_loss not in ("mix", "centroid"):
+        raise ValueError(f"--morph-loss is 'mix' or 'centroid', not {cfg.morph_loss!r}")
     man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
     insts = sorted(man["instruments"])
     if cfg.noise_bands < 0:
@@ -628,7 +678,7 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
                        else np.stack([p[k] for k in sorted(p)]).astype(np.float32))
                 st["morph_points"] = pts.tolist()
             lm = morph_loss(model, None if by_pitch else pts, f0, loud, th, rng, slice(N - hop, cfg.crop * hop),
-                            table=pts if by_pitch else None)
+                            table=pts if by_pitch else None, kind=cfg.morph_loss)
             loss = loss + cfg.morph * (beta / cfg.beta if cfg.beta > 0 else 1.0) * lm  # ramps in with beta
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -748,6 +798,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="the lines the morph term shapes: between the instruments' mean latents ('points', the "
                         "default), or between two instruments' own notes nearest each crop's pitch ('pitch': two "
                         "sounds of one pitch, as when latent_morph's points are captured from notes)")
+    p.add_argument("--morph-loss", choices=("mix", "centroid"), default=d.morph_loss,
+                   help="what the morph term asks of a line: 'mix' (the default) the power mix of its ends, "
+                        "'centroid' only that the spectral centroid never steps back along it")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -767,7 +820,7 @@ def cmd_train_vae(a) -> int:
     cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
                          steps=a.steps, batch=a.batch, crop=a.crop,
                          lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp, morph=a.morph,
-                         morph_pairs=a.morph_pairs,
+                         morph_pairs=a.morph_pairs, morph_loss=a.morph_loss,
                          save_every=a.save_every,
                          max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
                          report=a.report, quiet=a.quiet)
