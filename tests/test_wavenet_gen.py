@@ -61,6 +61,20 @@ def test_tiny_training_loss_falls_and_resume_repeats(tmp_path):
     assert wg.load_checkpoint(out2)["validation"]["best_step"] == res2["validation"]["best_step"]
 
 
+def test_drift_and_phase_harmonics_train_and_are_recorded(tmp_path):
+    """--input-drift and --phase-harmonics: a tiny training with both learns (the loss falls), the checkpoint's
+    model has the extra phase rows and its command names both; a negative drift bound is refused."""
+    data = _tiny_data(tmp_path)
+    res = train(_cfg(tmp_path, data, input_drift=0.2, phase_harmonics=4), log=lambda *a: None)
+    h = res["history"]
+    assert h[-1]["valid_loss"] < h[0]["valid_loss"] - 0.3, h
+    ck = wg.load_checkpoint(str(tmp_path / "g.pt"))
+    assert ck["model"].harmonics == 4 and ck["model"].local == wg.local_rows(4) + 2  # tiny: two period rows
+    assert "--phase-harmonics 4" in ck["train_command"] and "--input-drift 0.2" in ck["train_command"]
+    with pytest.raises(ValueError, match="input-drift"):
+        train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), input_drift=-0.1), log=lambda *a: None)
+
+
 def test_gain_norm_training_fits_the_scale_and_loss_falls(tmp_path):
     """--gain-norm: the scale is fitted so the normalised notes stay inside -1..1 (all but the loudest 0.1 % of
     the samples above -50 dB), it is saved in the checkpoint with the command, and the loss falls."""

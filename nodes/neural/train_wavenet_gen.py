@@ -371,6 +371,8 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
         if cfg.period_taps not in (0, 1, 2):
             raise ValueError("--period-taps is 0, 1 or 2")
         mcfg["period_input"] = int(cfg.period_taps)
+    if not cfg.input_drift >= 0.0:
+        raise ValueError("--input-drift is an offset bound >= 0")
     if cfg.phase_harmonics != 2:
         if not 1 <= cfg.phase_harmonics <= 16:
             raise ValueError("--phase-harmonics is 1..16")
@@ -558,8 +560,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--period-taps", type=int, default=None, choices=(0, 1, 2),
                    help="period input rows: 0 none, 1 at the period (small's default), 2 half a sample either side")
     p.add_argument("--phase-harmonics", type=int, default=d.phase_harmonics,
-                   help="conditioning rows sin/cos of k x the fundamental's phase, k = 1..N (default %(default)s): "
-                        "a noise-free path to the waveform's shape that the free run's errors cannot build up in")
+                   help="experimental: conditioning rows sin/cos of k x the fundamental's phase, k = 1..N (default "
+                        "%(default)s, as shipped): a noise-free path to the waveform's shape; 8 measured no better "
+                        "(docs/generators.md)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--segment", type=int, default=d.segment, help="scored samples per excerpt")
