@@ -379,6 +379,9 @@ class Engine:
     #: events queued by other threads and not yet taken by the audio thread (it takes them every block): past
     #: this, :meth:`schedule` refuses with :class:`EngineBusy` instead of growing without bound
     inbox_limit = 65536
+    #: events taken by the audio thread and waiting for their frame (a live coder's events scheduled ahead,
+    #: beside the patch's own score, which is never limited): past this many, :meth:`schedule` refuses too
+    pending_limit = 262144
 
     def schedule(self, ev: Event, frame: int | None = None) -> None:
         """Queue an event (thread-safe). Its frame defaults to ``round(ev.time * sr)``.
@@ -391,6 +394,9 @@ class Engine:
         if self._inbox.qsize() >= self.inbox_limit:
             raise EngineBusy(f"{self._inbox.qsize()} events wait for the audio thread (at most "
                              f"{self.inbox_limit}): is the patch playing?")
+        if len(self._heap) >= self.pending_limit + len(self.spec.score):
+            raise EngineBusy(f"{len(self._heap)} events are scheduled ahead (at most {self.pending_limit} "
+                             f"beside the score): let some play first")
         self._inbox.put((frame, ev))
 
     def _post(self, ev: Event, frame: int) -> None:

@@ -165,6 +165,21 @@ def test_a_full_inbox_is_answered_busy_and_nothing_else_is_lost(rig, monkeypatch
     e2 = patchlib.Engine(patchlib.load_patch(dict(PATCH, score=score)), block_size=256)
     e2.render(SR // 10)
     assert e2.params["c"]["value"].value == pytest.approx(0.5)
+    # events taken but scheduled ahead are bounded too (beside the score): refused, the earlier ones play
+    monkeypatch.setattr(patchlib.Engine, "inbox_limit", 100)
+    monkeypatch.setattr(patchlib.Engine, "pending_limit", 3)
+    e3 = patchlib.Engine(patchlib.load_patch(dict(PATCH, score=score)), block_size=256)
+    t0 = e3.frame / SR
+    for k in range(3):
+        e3.schedule(Event(t0 + 1.0 + 0.1 * k, "ramp", "osc", param="freq", value=300.0 + 100.0 * k))
+    e3.render(256)  # the audio thread takes them: 3 ahead, beside the score's 5
+    with pytest.raises(EngineBusy, match="scheduled ahead"):
+        e3.schedule(Event(t0 + 2.0, "ramp", "osc", param="freq", value=900.0))
+    e3.render(SR * 3 // 2)
+    assert e3.params["osc"]["freq"].value == pytest.approx(500.0)
+    e3.schedule(Event(e3.frame / SR, "ramp", "osc", param="freq", value=700.0))  # room again
+    e3.render(256)
+    assert e3.params["osc"]["freq"].value == pytest.approx(700.0)
 
 
 def test_queries(rig):
