@@ -232,6 +232,36 @@ def test_centroid_order_term_costs_only_steps_back(tmp_path):
         train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_loss="order"))
 
 
+def test_morph_from_leaves_the_term_off_until_its_step_then_ramps_it_in(tmp_path):
+    """``--morph-from S``: before step S the training is exactly the one without the morph term (the same
+    losses, step by step); from S the term ramps in over ``anneal`` steps and changes the training; the
+    option is in the recorded command, a run interrupted after S resumes to the same weights, and a negative
+    step is refused."""
+    import torch
+
+    from nodes.neural import train_vae
+
+    assert [train_vae.morph_ramp(s, 10, 20) for s in (0, 10, 11, 20, 30, 31, 99)] == [0, 0, 0.05, 0.5, 1, 1, 1]
+    # from step 0 it is beta's ramp, as before the option
+    assert [train_vae.morph_ramp(s, 0, 20) for s in (1, 10, 20, 40)] == [0.05, 0.5, 1, 1]
+    root = _tiny_dataset(tmp_path)
+    plain = np.array(train_vae.train(_tiny_cfg(root, str(tmp_path / "p.pt")))["history"])
+    kw = dict(morph=0.5, morph_every=7, morph_loss="centroid", morph_from=24)
+    full = train_vae.train(_tiny_cfg(root, str(tmp_path / "m.pt"), **kw))
+    late = np.array(full["history"])
+    np.testing.assert_array_equal(late[:24], plain[:24])
+    assert np.any(late[25:] != plain[25:])
+    assert "--morph-loss centroid --morph-from 24" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
+    with pytest.raises(KeyboardInterrupt):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), interrupt_at=30, **kw))
+    resumed = train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), **kw))
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(ValueError, match="morph-from"):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_from=-1))
+
+
 def test_straight_path_term_is_zero_on_a_linear_path_and_trains(tmp_path):
     """``--interp``: the decoded mix of two latents against the mix of the ends' log spectra. It vanishes
     when both ends are one latent, is positive between two different ones, moves only the middle (the ends

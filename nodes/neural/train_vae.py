@@ -100,6 +100,7 @@ class VaeTrainConfig:
     morph_every: int = 100
     morph_pairs: str = "points"  # or "pitch": each instrument's own note nearest the crop's f0
     morph_loss: str = "mix"  # or "centroid": only the centroid's order along the line (centroid_order_loss)
+    morph_from: int = 0  # the morph term is off before this step, then ramps in over `anneal` steps
     save_every: int = 200
     max_minutes: float = 0.0
     eval_velocity: int = 100
@@ -131,6 +132,8 @@ class VaeTrainConfig:
                 parts += ["--morph-pairs", self.morph_pairs]
             if self.morph_loss != "mix":
                 parts += ["--morph-loss", self.morph_loss]
+            if self.morph_from:
+                parts += ["--morph-from", str(self.morph_from)]
         parts += ["--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
@@ -147,6 +150,8 @@ class VaeTrainConfig:
             d.pop("morph_pairs")  # (states saved before the option resume as they were)
         if d.get("morph_loss") == "mix":
             d.pop("morph_loss")
+        if not d.get("morph_from"):
+            d.pop("morph_from")
         for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
                   "eval_pitches"):
             d.pop(k)
@@ -412,6 +417,14 @@ def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table:
     return mix_loss(model, za, zb, a, f0[:h], lev[:, None].expand(h, T), th[:h], span, MIX_FLOOR)
 
 
+def morph_ramp(step: int, start: int, anneal: int) -> float:
+    """The ``--morph`` term's share of its weight at ``step``: 0 up to ``start`` (``--morph-from``), then
+    rising linearly over ``anneal`` steps (so from step 0 it ramps in with beta, as it always did)."""
+    if step <= start:
+        return 0.0
+    return min(1.0, (step - start) / anneal) if anneal > 0 else 1.0
+
+
 # ------------------------------------------------------------------ latents and measurements
 def latent_points(model, notes) -> tuple[dict, np.ndarray, list]:
     """Each instrument's mean latent over the loud frames of its notes, the latents' spread, and per-note means."""
@@ -611,6 +624,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         raise ValueError(f"--morph-pairs is 'points' or 'pitch', not {cfg.morph_pairs!r}")
     if cfg.morph_loss not in ("mix", "centroid"):
         raise ValueError(f"--morph-loss is 'mix' or 'centroid', not {cfg.morph_loss!r}")
+    if cfg.morph_from < 0:
+        raise ValueError("--morph-from must be >= 0")
     man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
     insts = sorted(man["instruments"])
     if cfg.noise_bands < 0:
@@ -670,7 +685,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
             li = interp_loss(model, z, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
             loss = loss + cfg.interp * (beta / cfg.beta if cfg.beta > 0 else 1.0) * li  # ramps in with beta
         lm = None
-        if cfg.morph > 0:
+        wm = cfg.morph * morph_ramp(step, cfg.morph_from, cfg.anneal)
+        if wm > 0:
             if pts is None or (step - 1) % cfg.morph_every == 0:
                 with torch.no_grad():
                     p, _, per_note = latent_points(model, train_notes)
@@ -679,7 +695,7 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
                 st["morph_points"] = pts.tolist()
             lm = morph_loss(model, None if by_pitch else pts, f0, loud, th, rng, slice(N - hop, cfg.crop * hop),
                             table=pts if by_pitch else None, kind=cfg.morph_loss)
-            loss = loss + cfg.morph * (beta / cfg.beta if cfg.beta > 0 else 1.0) * lm  # ramps in with beta
+            loss = loss + wm * lm
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -801,6 +817,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--morph-loss", choices=("mix", "centroid"), default=d.morph_loss,
                    help="what the morph term asks of a line: 'mix' (the default) the power mix of its ends, "
                         "'centroid' only that the spectral centroid never steps back along it")
+    p.add_argument("--morph-from", type=int, default=d.morph_from,
+                   help="experimental: the step from which the morph term counts (it then ramps in over --anneal "
+                        "steps); default 0: from the start, ramping in with beta")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -820,7 +839,7 @@ def cmd_train_vae(a) -> int:
     cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
                          steps=a.steps, batch=a.batch, crop=a.crop,
                          lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp, morph=a.morph,
-                         morph_pairs=a.morph_pairs, morph_loss=a.morph_loss,
+                         morph_pairs=a.morph_pairs, morph_loss=a.morph_loss, morph_from=a.morph_from,
                          save_every=a.save_every,
                          max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
                          report=a.report, quiet=a.quiet)
