@@ -78,6 +78,7 @@ def _tiny_cfg(root, out, **kw):
 def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
     import torch
 
+    from nodes.neural import train_vae
     from nodes.neural.train_vae import train
 
     root = _tiny_dataset(tmp_path)
@@ -87,6 +88,7 @@ def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
     assert loss[-5:].mean() < 0.9 * loss[:5].mean(), (loss[:5], loss[-5:])
     v = full["validation"]
     assert set(v["heldout"]) == {"pluck", "saw"} and v["monotonicity"] and v["transfer"]
+    assert v["monotone_sweeps"] == sum(train_vae.sweep_is_monotone(r) for r in v["monotonicity"])
     assert os.path.isfile(str(tmp_path / "a.png"))
     # interrupted right after a saved state, then the same command again: the same weights
     with pytest.raises(KeyboardInterrupt):
@@ -101,6 +103,19 @@ def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
         train(_tiny_cfg(root, str(tmp_path / "b.pt"), beta=0.5), log=logs.append)
     m = vae.load(str(tmp_path / "a.pt"))
     assert sorted(m["points"]) == ["pluck", "saw"] and m["data"]["train_command"].startswith("patchlib train vae")
+
+
+def test_the_reports_monotone_count_is_the_targets_criterion():
+    """A sweep counts as monotone with |rho| >= 0.9 in the ends' direction and no step back over 5 % of the
+    span; the report counts those (docs/vae.md)."""
+    from nodes.neural.train_vae import sweep_is_monotone
+
+    row = dict(rho=0.95, direction_ok=True, largest_reversal_hz=4.0, centroid_from_hz=900.0, centroid_to_hz=1000.0)
+    assert sweep_is_monotone(row)
+    assert not sweep_is_monotone(dict(row, largest_reversal_hz=5.5))  # 5.5 Hz back over a 100 Hz span
+    assert not sweep_is_monotone(dict(row, centroid_to_hz=850.0))  # 50 Hz: 4 Hz back is 8 %
+    assert not sweep_is_monotone(dict(row, rho=0.85))
+    assert not sweep_is_monotone(dict(row, direction_ok=False))
 
 
 def test_morph_term_shapes_the_lines_between_points_and_resumes_exactly(tmp_path):

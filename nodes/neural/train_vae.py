@@ -499,6 +499,13 @@ def monotonicity(model, points, pitches=(48, 60, 72)) -> list:
     return rows
 
 
+def sweep_is_monotone(row: dict, rho_min: float = 0.9, back: float = 0.05) -> bool:
+    """The target's criterion on one :func:`monotonicity` row: Spearman |rho| >= ``rho_min`` in the ends'
+    direction and no step back by more than ``back`` times the span between the ends (docs/vae.md)."""
+    span = abs(row["centroid_to_hz"] - row["centroid_from_hz"])
+    return bool(row["rho"] >= rho_min and row["direction_ok"] and row["largest_reversal_hz"] <= back * span)
+
+
 def transfer_cents(m: dict, x: np.ndarray, pitch_midi: float, point, sr: float) -> tuple[float, np.ndarray]:
     """Median |cents| of YIN on the streamed transfer (input's f0/loudness, ``point``'s timbre) vs the played pitch."""
     from patchlib.dataset import yin_f0
@@ -736,6 +743,7 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
     validation = {"heldout": ev["summary"], "heldout_notes": ev["rows"], "heldout_velocity": cfg.eval_velocity,
                   "monotonicity": ev["monotonicity"],
                   "monotonicity_min_rho": round(min((r["rho"] for r in ev["monotonicity"]), default=float("nan")), 4),
+                  "monotone_sweeps": sum(sweep_is_monotone(r) for r in ev["monotonicity"]),
                   "transfer": ev["transfer"],
                   "transfer_abs_cents_max": round(float(np.nanmax(tr)), 2) if tr else None,
                   "final_train_loss": round(float(np.mean([h[1] for h in st["history"][-50:]] or [float("nan")])), 4),
@@ -759,8 +767,9 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
     for inst, s in ev["summary"].items():
         log(f"  {inst:6s} held-out timbre ratio median {s['ratio_mean_median']:.3f} max {s['ratio_mean_max']:.3f} "
             f"(distance {s['distance_db_median']:.2f} dB)")
-    log(f"  centroid monotonicity: min |rho| {validation['monotonicity_min_rho']} over "
-        f"{len(ev['monotonicity'])} sweeps; transfer |cents| max {validation['transfer_abs_cents_max']}")
+    log(f"  centroid monotonicity: {validation['monotone_sweeps']} of {len(ev['monotonicity'])} sweeps monotone "
+        f"(|rho| >= 0.9, no step back over 5 % of the span), min |rho| {validation['monotonicity_min_rho']}; "
+        f"transfer |cents| max {validation['transfer_abs_cents_max']}")
     log(f"wrote {cfg.output} ({os.path.getsize(cfg.output) / 1024:.0f} KiB) and {report}")
     return {"validation": validation, "history": st["history"], "output": cfg.output, "report": report,
             "model": model, "seconds": elapsed, "command": command, "eval": ev, "points": points}
