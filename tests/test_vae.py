@@ -75,9 +75,21 @@ def _tiny_cfg(root, out, **kw):
     return VaeTrainConfig(**base)
 
 
-def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
+def _assert_resumes_exactly(root, out, full, interrupt_at=20, log=print, **kw):
+    """Interrupted right after a saved state, then the same command again: the weights of the ``full`` run."""
     import torch
 
+    from nodes.neural.train_vae import train
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny_cfg(root, out, interrupt_at=interrupt_at, **kw), log=log)
+    resumed = train(_tiny_cfg(root, out, **kw), log=log)
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
     from nodes.neural import train_vae
     from nodes.neural.train_vae import train
 
@@ -90,14 +102,8 @@ def test_tiny_training_loss_falls_and_resumes_exactly(tmp_path):
     assert set(v["heldout"]) == {"pluck", "saw"} and v["monotonicity"] and v["transfer"]
     assert v["monotone_sweeps"] == sum(train_vae.sweep_is_monotone(r) for r in v["monotonicity"])
     assert os.path.isfile(str(tmp_path / "a.png"))
-    # interrupted right after a saved state, then the same command again: the same weights
-    with pytest.raises(KeyboardInterrupt):
-        train(_tiny_cfg(root, str(tmp_path / "b.pt"), interrupt_at=20), log=logs.append)
-    resumed = train(_tiny_cfg(root, str(tmp_path / "b.pt")), log=logs.append)
+    _assert_resumes_exactly(root, str(tmp_path / "b.pt"), full, log=logs.append)
     assert any("resuming" in line for line in logs)
-    a, b = full["model"].state_dict(), resumed["model"].state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     # other settings with the same output: an error, not a silent mix
     with pytest.raises(ValueError, match="other settings"):
         train(_tiny_cfg(root, str(tmp_path / "b.pt"), beta=0.5), log=logs.append)
@@ -147,12 +153,7 @@ def test_morph_term_shapes_the_lines_between_points_and_resumes_exactly(tmp_path
     assert "--morph 0.05" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
     loss = np.array(full["history"])[:, 1]
     assert loss[-5:].mean() < 0.9 * loss[:5].mean()
-    with pytest.raises(KeyboardInterrupt):
-        train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), morph=0.05, morph_every=7, interrupt_at=20))
-    resumed = train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), morph=0.05, morph_every=7))
-    a, b = full["model"].state_dict(), resumed["model"].state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    _assert_resumes_exactly(root, str(tmp_path / "n.pt"), full, morph=0.05, morph_every=7)
 
 
 def test_morph_pairs_by_pitch_join_each_instruments_nearest_note_and_resume_exactly(tmp_path):
@@ -186,12 +187,7 @@ def test_morph_pairs_by_pitch_join_each_instruments_nearest_note_and_resume_exac
     kw = dict(morph=0.05, morph_every=7, morph_pairs="pitch")
     full = train_vae.train(_tiny_cfg(root, str(tmp_path / "m.pt"), **kw))
     assert "--morph 0.05 --morph-pairs pitch" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
-    with pytest.raises(KeyboardInterrupt):
-        train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), interrupt_at=20, **kw))
-    resumed = train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), **kw))
-    a, b = full["model"].state_dict(), resumed["model"].state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    _assert_resumes_exactly(root, str(tmp_path / "n.pt"), full, **kw)
     with pytest.raises(ValueError, match="morph-pairs"):
         train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_pairs="nearest"))
 
@@ -252,8 +248,6 @@ def test_morph_from_leaves_the_term_off_until_its_step_then_ramps_it_in(tmp_path
     losses, step by step); from S the term ramps in over ``anneal`` steps and changes the training; the
     option is in the recorded command, a run interrupted after S resumes to the same weights, and a negative
     step is refused."""
-    import torch
-
     from nodes.neural import train_vae
 
     assert [train_vae.morph_ramp(s, 10, 20) for s in (0, 10, 11, 20, 30, 31, 99)] == [0, 0, 0.05, 0.5, 1, 1, 1]
@@ -267,12 +261,7 @@ def test_morph_from_leaves_the_term_off_until_its_step_then_ramps_it_in(tmp_path
     np.testing.assert_array_equal(late[:24], plain[:24])
     assert np.any(late[25:] != plain[25:])
     assert "--morph-loss centroid --morph-from 24" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
-    with pytest.raises(KeyboardInterrupt):
-        train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), interrupt_at=30, **kw))
-    resumed = train_vae.train(_tiny_cfg(root, str(tmp_path / "n.pt"), **kw))
-    a, b = full["model"].state_dict(), resumed["model"].state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    _assert_resumes_exactly(root, str(tmp_path / "n.pt"), full, interrupt_at=30, **kw)
     with pytest.raises(ValueError, match="morph-from"):
         train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_from=-1))
 
