@@ -233,14 +233,25 @@ def test_centroid_order_term_costs_only_steps_back(tmp_path):
     assert float(lm.detach()) > 0.1
     lm.backward()
     assert float(hump.p.grad) > 0
+    # more positions per line (--morph-positions): still nothing for a monotone line, and a narrow dip (a tenth
+    # of the line) is found on more lines: only a position inside it sees the step back
+    for k in (1, 5):
+        assert float(train_vae.centroid_order_loss(up, za, zb, *args, np.random.default_rng(0), k).detach()) < 1e-6
+    dip = _ToneModel(lambda u, p: 500.0 + 300.0 * u - p * 200.0 * torch.relu(1.0 - (u - 0.45).abs() / 0.05))
+    hits = {k: sum(train_vae.centroid_order_loss(dip, za[:1], zb[:1], *args, np.random.default_rng(r), k).item() > 0
+                   for r in range(60)) for k in (1, 5)}
+    assert hits[1] < 15 and hits[5] >= 3 * max(1, hits[1]), hits
     root = _tiny_dataset(tmp_path)
     kw = dict(morph=0.05, morph_every=7, morph_loss="centroid")
     full = train_vae.train(_tiny_cfg(root, str(tmp_path / "m.pt"), **kw))
     assert "--morph 0.05 --morph-loss centroid" in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]
+    assert "--morph-positions" not in vae.load(str(tmp_path / "m.pt"))["data"]["train_command"]  # the default
     loss = np.array(full["history"])[:, 1]
     assert loss[-5:].mean() < 0.9 * loss[:5].mean()
     with pytest.raises(ValueError, match="morph-loss"):
         train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_loss="order"))
+    with pytest.raises(ValueError, match="morph-positions"):
+        train_vae.train(_tiny_cfg(root, str(tmp_path / "x.pt"), morph=0.05, morph_loss="centroid", morph_positions=0))
 
 
 def test_morph_from_leaves_the_term_off_until_its_step_then_ramps_it_in(tmp_path):

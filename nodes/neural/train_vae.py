@@ -101,6 +101,7 @@ class VaeTrainConfig:
     morph_pairs: str = "points"  # or "pitch": each instrument's own note nearest the crop's f0
     morph_loss: str = "mix"  # or "centroid": only the centroid's order along the line (centroid_order_loss)
     morph_from: int = 0  # the morph term is off before this step, then ramps in over `anneal` steps
+    morph_positions: int = 2  # --morph-loss centroid: the random positions decoded between each line's ends
     save_every: int = 200
     max_minutes: float = 0.0
     eval_velocity: int = 100
@@ -134,6 +135,8 @@ class VaeTrainConfig:
                 parts += ["--morph-loss", self.morph_loss]
             if self.morph_from:
                 parts += ["--morph-from", str(self.morph_from)]
+            if self.morph_positions != 2:
+                parts += ["--morph-positions", str(self.morph_positions)]
         parts += ["--seed", str(self.seed), "--threads", str(self.threads)]
         if self.max_minutes:
             parts += ["--max-minutes", f"{self.max_minutes:g}"]
@@ -152,6 +155,8 @@ class VaeTrainConfig:
             d.pop("morph_loss")
         if not d.get("morph_from"):
             d.pop("morph_from")
+        if d.get("morph_positions") == 2:
+            d.pop("morph_positions")
         for k in ("restart", "quiet", "report", "save_every", "max_minutes", "threads", "output", "interrupt_at",
                   "eval_pitches"):
             d.pop(k)
@@ -332,11 +337,11 @@ def interp_loss(model, z, f0, loud, th, rng, span):
     return mix_loss(model, z[:h], z[perm], a, f0[:h], loud[:h], th[:h], span)
 
 
-def centroid_order_loss(model, za, zb, f0, loud, th, span, rng):
+def centroid_order_loss(model, za, zb, f0, loud, th, span, rng, positions: int = 2):
     """How far the spectral centroid steps back along ``(1 - a) za + a zb``: ``--morph-loss centroid``.
 
     Each line is decoded (one shared noise, as :func:`mix_loss`) at its ends
-    (held fixed, no gradient) and at two random positions between; the
+    (held fixed, no gradient) and at ``positions`` random positions between; the
     centroid is that of the crop's average power spectrum (window 512, what
     ``spectral_centroid`` reads of a steady note). The loss is the sum of the
     steps against the ends' direction, over the span between the ends
@@ -361,9 +366,9 @@ def centroid_order_loss(model, za, zb, f0, loud, th, span, rng):
 
     with torch.no_grad():
         c0, c1 = cent(za), cent(zb)
-    a = torch.from_numpy(np.sort(rng.random((B, 2)), axis=1)).to(za.dtype)
-    cm = [cent((1.0 - a[:, k, None, None]) * za + a[:, k, None, None] * zb) for k in range(2)]
-    c = torch.stack([c0, cm[0], cm[1], c1], 1)  # (B, 4), in order along the line
+    a = torch.from_numpy(np.sort(rng.random((B, positions)), axis=1)).to(za.dtype)
+    cm = [cent((1.0 - a[:, k, None, None]) * za + a[:, k, None, None] * zb) for k in range(positions)]
+    c = torch.stack([c0, *cm, c1], 1)  # (B, positions + 2), in order along the line
     sgn = torch.sign(c1 - c0)
     scale = (c1 - c0).abs() + 0.01 * 0.5 * (c0 + c1)
     back = torch.relu(-sgn[:, None] * (c[:, 1:] - c[:, :-1])).sum(1)
@@ -371,7 +376,7 @@ def centroid_order_loss(model, za, zb, f0, loud, th, span, rng):
 
 
 def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table: np.ndarray | None = None,
-               kind: str = "mix"):
+               kind: str = "mix", positions: int = 2):
     """The ``--morph`` term: :func:`mix_loss` on the lines between instruments' points, what ``latent_morph`` plays.
 
     ``points (I, D)``: every instrument's mean latent (None with ``table``; refreshed during
@@ -413,7 +418,7 @@ def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table:
     a = torch.from_numpy(rng.random(h)).to(za.dtype)[:, None, None]
     lev = torch.quantile(loud[:h].to(torch.float64), 0.9, dim=1).to(loud.dtype)
     if kind == "centroid":
-        return centroid_order_loss(model, za, zb, f0[:h], lev[:, None].expand(h, T), th[:h], span, rng)
+        return centroid_order_loss(model, za, zb, f0[:h], lev[:, None].expand(h, T), th[:h], span, rng, positions)
     return mix_loss(model, za, zb, a, f0[:h], lev[:, None].expand(h, T), th[:h], span, MIX_FLOOR)
 
 
@@ -633,6 +638,8 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         raise ValueError(f"--morph-loss is 'mix' or 'centroid', not {cfg.morph_loss!r}")
     if cfg.morph_from < 0:
         raise ValueError("--morph-from must be >= 0")
+    if cfg.morph_positions < 1:
+        raise ValueError("--morph-positions must be >= 1")
     man = ensure_dataset(cfg.data, log, 0, progress=not cfg.quiet)
     insts = sorted(man["instruments"])
     if cfg.noise_bands < 0:
@@ -701,7 +708,7 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
                        else np.stack([p[k] for k in sorted(p)]).astype(np.float32))
                 st["morph_points"] = pts.tolist()
             lm = morph_loss(model, None if by_pitch else pts, f0, loud, th, rng, slice(N - hop, cfg.crop * hop),
-                            table=pts if by_pitch else None, kind=cfg.morph_loss)
+                            table=pts if by_pitch else None, kind=cfg.morph_loss, positions=cfg.morph_positions)
             loss = loss + wm * lm
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -829,6 +836,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--morph-from", type=int, default=d.morph_from,
                    help="experimental: the step from which the morph term counts (it then ramps in over --anneal "
                         "steps); default 0: from the start, ramping in with beta")
+    p.add_argument("--morph-positions", type=int, default=d.morph_positions,
+                   help="experimental, with --morph-loss centroid: the random positions decoded between each "
+                        "line's ends per step (default 2)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between saved training states")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop training after M minutes in all")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -849,6 +859,7 @@ def cmd_train_vae(a) -> int:
                          steps=a.steps, batch=a.batch, crop=a.crop,
                          lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp, morph=a.morph,
                          morph_pairs=a.morph_pairs, morph_loss=a.morph_loss, morph_from=a.morph_from,
+                         morph_positions=a.morph_positions,
                          save_every=a.save_every,
                          max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
                          report=a.report, quiet=a.quiet)
