@@ -354,10 +354,17 @@ class Engine:
 
         return run
 
-    def _refresh_active(self) -> None:
-        for name, states in self.params.items():
-            self._active[name][:] = [s for s in states.values() if s.active]
-        for b in self.batches:
+    def _refresh_active(self, names=None) -> None:
+        """Rebuild the lists of params that need filling (a ramp, a modulation): every node's, or only
+        ``names``' (and their batches': an event touches one node, and a patch may have hundreds)."""
+        if names is None:
+            names, batches = self.params, self.batches
+        else:
+            names = [n for n in names if n in self.params]
+            batches = list({id(b): b for b in map(self._batch_of.get, names) if b is not None}.values())
+        for name in names:
+            self._active[name][:] = [s for s in self.params[name].values() if s.active]
+        for b in batches:
             if b.loose:
                 continue
             fills = []
@@ -473,7 +480,7 @@ class Engine:
         steps = self.steps
         src = self.out_node.out["out"]
         out = self.out_buf
-        applied = False
+        touched = None  # the nodes whose params events changed: a set, or True for all (a poly's events)
         while pos < nframes:
             now = t + pos
             while heap and heap[0][0] <= now:
@@ -481,10 +488,14 @@ class Engine:
                 if _ASAP < frame < now:
                     self.late_events += 1
                 self._apply(ev, frame)
-                applied = True
-            if applied:
-                self._refresh_active()
-                applied = False
+                if ev.node in self._allocators:  # voices started, stolen, reset: anything may have changed
+                    touched = True
+                elif touched is not True:
+                    touched = touched or set()
+                    touched.add(ev.node)
+            if touched:
+                self._refresh_active(None if touched is True else touched)
+                touched = None
             n = nframes - pos
             if heap and heap[0][0] - now < n:
                 n = heap[0][0] - now

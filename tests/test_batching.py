@@ -153,3 +153,28 @@ def test_stacked_rows():
     assert stacked_rows([a[0], a[2]]).shape == (2, 2, 8)
     assert stacked_rows([a[1], a[0]]) is None
     assert stacked_rows([a[0], np.zeros((2, 8), dtype=np.float32)]) is None
+
+
+def test_an_event_refreshes_only_its_nodes_and_plays_as_a_full_refresh(acc, monkeypatch):
+    """After an event the engine rebuilds the fill lists of the event's node (and its batch) only; the sound
+    is the same, sample for sample, as with every node's lists rebuilt after every event: ramps and sets on
+    batched members, and a set that stops a modulated gain's batched mapping."""
+    score = [{"at": 0.01 * k, "ramp": f"acc{k % 6}.rate", "to": 100 + 50 * k, "over": 0.005 * (k % 3)}
+             for k in range(1, 12)]
+    score += [{"at": 0.02, "set": "amp4.gain", "to": 1.5}, {"at": 0.03, "ramp": "lfo2.rate", "to": 9, "over": 0.01}]
+    patch = dict(_patch(), score=_patch()["score"] + score)
+    calls = []
+    real = patchlib.Engine._refresh_active
+
+    def spy(self, names=None):
+        calls.append(names)
+        real(self, names)
+
+    monkeypatch.setattr(patchlib.Engine, "_refresh_active", spy)
+    out, e = _render(patch, True)
+    assert any(c is not None and len(c) == 1 for c in calls)  # targeted refreshes happened
+    monkeypatch.setattr(patchlib.Engine, "_refresh_active", lambda self, names=None: real(self, None))
+    ref, _ = _render(patch, True)
+    np.testing.assert_array_equal(out, ref)
+    unbatched, _ = _render(patch, False)
+    np.testing.assert_array_equal(out, unbatched)
