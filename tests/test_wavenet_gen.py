@@ -63,7 +63,7 @@ def test_tiny_training_loss_falls_and_resume_repeats(tmp_path):
 
 def test_drift_and_phase_harmonics_train_and_are_recorded(tmp_path):
     """--input-drift and --phase-harmonics: a tiny training with both learns (the loss falls), the checkpoint's
-    model has the extra phase rows and its command names both; a negative drift bound is refused."""
+    model has the extra phase rows and its command names both; a negative drift bound and 0 phase harmonics are refused."""
     data = _tiny_data(tmp_path)
     res = train(_cfg(tmp_path, data, input_drift=0.2, phase_harmonics=4), log=lambda *a: None)
     h = res["history"]
@@ -73,6 +73,8 @@ def test_drift_and_phase_harmonics_train_and_are_recorded(tmp_path):
     assert "--phase-harmonics 4" in ck["train_command"] and "--input-drift 0.2" in ck["train_command"]
     with pytest.raises(ValueError, match="input-drift"):
         train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), input_drift=-0.1), log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"phase_harmonics is 1\.\.16"):
+        train(_cfg(tmp_path, data, output=str(tmp_path / "y.pt"), phase_harmonics=0), log=lambda *a: None)
 
 
 def test_gain_norm_training_fits_the_scale_and_loss_falls(tmp_path):

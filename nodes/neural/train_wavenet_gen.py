@@ -374,9 +374,7 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     if not cfg.input_drift >= 0.0:
         raise ValueError("--input-drift is an offset bound >= 0")
     if cfg.phase_harmonics != 2:
-        if not 1 <= cfg.phase_harmonics <= 16:
-            raise ValueError("--phase-harmonics is 1..16")
-        mcfg["phase_harmonics"] = int(cfg.phase_harmonics)
+        mcfg["phase_harmonics"] = int(cfg.phase_harmonics)  # the model checks its range (1..16)
     if cfg.gain_norm:
         mcfg["gain_norm"] = {"scale": gain_norm_scale(train_notes), "floor_db": GAIN_NORM_FLOOR_DB}
         log(f"loudness normalisation: the network models x / ({mcfg['gain_norm']['scale']:g} 10^(loudness / 20))")

@@ -96,8 +96,11 @@ def loud_norm(db):
     return (np.clip(np.asarray(db, np.float64), LOUD_FLOOR_DB, 0.0) + 50.0) / 25.0
 
 
-def local_rows(harmonics: int = 2) -> int:
-    """Conditioning rows before the period input: sin/cos of ``k`` x phase for ``k = 1..harmonics``, pitch, loudness."""
+@numba.njit(cache=True)
+def local_rows(harmonics=2):
+    """Conditioning rows before the period input: sin/cos of ``k`` x phase for ``k = 1..harmonics``, pitch, loudness.
+
+    Compiled, so the kernels count the rows with the same function as the model."""
     return 2 * int(harmonics) + 2
 
 
@@ -510,7 +513,7 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
     de-emphasised. ``mean_out``: the output is the mean of the distribution drawn from, not the draw.
     """
     Q = W2.shape[1]
-    nper = M.shape[0] - emb_inst.shape[1] - (2 * nharm + 2)
+    nper = M.shape[0] - emb_inst.shape[1] - local_rows(nharm)
     pos = int(state[ST_POS])
     phase = state[ST_PHASE]
     rng = np.uint32(int(state[ST_RNG]))
@@ -576,7 +579,7 @@ def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb
                        bs, W1, b1, W2, b2, gn, pre, nharm, state, queues, work):
     """The kernel's log-probabilities ``logp[t]`` of every class with ``classes`` as the given past (tests)."""
     Q = W2.shape[1]
-    nper = M.shape[0] - emb_inst.shape[1] - (2 * nharm + 2)
+    nper = M.shape[0] - emb_inst.shape[1] - local_rows(nharm)
     pos = int(state[ST_POS])
     phase = state[ST_PHASE]
     prev = int(state[ST_PREV])
