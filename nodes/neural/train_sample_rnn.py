@@ -496,15 +496,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_train_sample_rnn(a) -> int:
-    cfg = Config(**{f.name: getattr(a, f.name) for f in dataclasses.fields(Config) if hasattr(a, f.name)})
-    try:
-        evaluate(cfg) if getattr(a, "evaluate", False) else train(cfg)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    from .traincli import check_counts, config_from_args, run_train
+
+    cfg = config_from_args(Config, a)
+    counts = check_counts(a, ("hidden", "layers", "steps", "batch", "segment", "eval_every", "threads"))
+    return run_train(evaluate if getattr(a, "evaluate", False) else train, cfg, counts)
 
 
 def main(argv=None) -> int:

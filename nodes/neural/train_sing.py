@@ -408,16 +408,6 @@ def write_state(state_path: str, model, opt, st: dict, rng, elapsed: float, **wh
     os.replace(state_path + ".partial", state_path)
 
 
-def run_train(train_fn, cfg) -> int:
-    """The ``patchlib train`` handlers' tail: run ``train_fn(cfg)``; a ValueError is a usage error (exit 2)."""
-    try:
-        train_fn(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def train(cfg: SingTrainConfig, log=print) -> dict:
     """Run (or resume) a training; returns a summary (losses, held-out measurements, paths, timings)."""
     import torch
@@ -637,15 +627,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_train_sing(a) -> int:
-    for name in ("ae_steps", "latent_steps", "gen_steps", "batch", "crop", "save_every", "threads"):
-        if getattr(a, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
-    cfg = SingTrainConfig(output=a.output, data=a.data, size=a.size, ae_steps=a.ae_steps,
-                          latent_steps=a.latent_steps, gen_steps=a.gen_steps, batch=a.batch, crop=a.crop, lr=a.lr,
-                          lr_final=a.lr_final, intonation=a.intonation, save_every=a.save_every, max_minutes=a.max_minutes, seed=a.seed,
-                          threads=a.threads, restart=a.restart, report=a.report, quiet=a.quiet)
-    return run_train(train, cfg)
+    from .traincli import check_counts, config_from_args, run_train
+
+    return run_train(train, config_from_args(SingTrainConfig, a),
+                     check_counts(a, ("ae_steps", "latent_steps", "gen_steps", "batch", "crop", "save_every",
+                                      "threads")))
 
 
 if __name__ == "__main__":  # python -m nodes.neural.train_sing ... (same options as 'patchlib train sing')

@@ -851,21 +851,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_train_vae(a) -> int:
-    for name in ("steps", "batch", "crop", "save_every", "threads"):
-        if getattr(a, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
-    cfg = VaeTrainConfig(output=a.output, data=a.data, size=a.size, decoder=a.decoder, noise_bands=a.noise_bands,
-                         steps=a.steps, batch=a.batch, crop=a.crop,
-                         lr=a.lr, lr_final=a.lr_final, beta=a.beta, anneal=a.anneal, interp=a.interp, morph=a.morph,
-                         morph_pairs=a.morph_pairs, morph_loss=a.morph_loss, morph_from=a.morph_from,
-                         morph_positions=a.morph_positions,
-                         save_every=a.save_every,
-                         max_minutes=a.max_minutes, seed=a.seed, threads=a.threads, restart=a.restart,
-                         report=a.report, quiet=a.quiet)
-    from .train_sing import run_train
+    from .traincli import check_counts, config_from_args, run_train
 
-    return run_train(train, cfg)
+    return run_train(train, config_from_args(VaeTrainConfig, a),
+                     check_counts(a, ("steps", "batch", "crop", "save_every", "threads")))
 
 
 if __name__ == "__main__":  # python -m nodes.neural.train_vae ... (same options as 'patchlib train vae')
