@@ -852,6 +852,34 @@ def _seam(state, idx, u1, v, d, tab, tab_d, height, signed, up):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _mod_load(state):
+    """A modulated kernel's state at the start of a block: phase, ring index, pending rate, the last interval's
+    rate, the last pm and sync inputs, the start phase."""
+    return (state[_PH], int(state[_IX]) & _MASK, state[_DT], state[_RATE], state[_PMP], state[_SYP],
+            state[_PH0])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mod_store(state, p, idx, dt, rate, pm_prev, s_prev):
+    """Write back what ``_mod_load`` reads (the start phase never changes)."""
+    state[_PH] = p
+    state[_IX] = idx
+    state[_DT] = dt
+    state[_RATE] = rate
+    state[_PMP] = pm_prev
+    state[_SYP] = s_prev
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pm_step(pm_i, depth_i, pm_prev, dt):
+    """The phase modulation at this sample (cycles, wrapped), its step since the last (the shortest way round),
+    and the interval's effective rate ``dt + step``."""
+    pmi = _wrap(float(pm_i) * float(depth_i))
+    dpm = pmi - pm_prev
+    dpm -= math.floor(dpm + 0.5)
+    return pmi, dpm, dt + dpm
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _saw(th):
     return 2.0 * th if th < 0.5 else 2.0 * th - 2.0
 
@@ -906,18 +934,9 @@ def sine_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
         state: float64 array from ``periodic_state``, updated in place.
     """
     inv_sr = 1.0 / sr
-    p = state[_PH]
-    idx = int(state[_IX]) & _MASK
-    dt = state[_DT]
-    pm_prev = state[_PMP]
-    s_prev = state[_SYP]
-    ph0 = state[_PH0]
-    rate = state[_RATE]
+    p, idx, dt, rate, pm_prev, s_prev, ph0 = _mod_load(state)
     for i in range(n):
-        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
-        dpm = pmi - pm_prev
-        dpm -= math.floor(dpm + 0.5)
-        rate = dt + dpm
+        pmi, dpm, rate = _pm_step(pm[i], pm_depth[i], pm_prev, dt)
         sc = _finite(sync[i])
         tau = _sync_time(s_prev, sc)
         if tau >= 0.0:
@@ -935,12 +954,7 @@ def sine_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
         pm_prev = pmi
         s_prev = sc
         dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
-    state[_PH] = p
-    state[_IX] = idx
-    state[_DT] = dt
-    state[_PMP] = pm_prev
-    state[_SYP] = s_prev
-    state[_RATE] = rate
+    _mod_store(state, p, idx, dt, rate, pm_prev, s_prev)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -951,18 +965,9 @@ def saw_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
     edge at theta = 0.5; the output is the sampled band-limited waveform.
     """
     inv_sr = 1.0 / sr
-    p = state[_PH]
-    idx = int(state[_IX]) & _MASK
-    dt = state[_DT]
-    rate_prev = state[_RATE]
-    pm_prev = state[_PMP]
-    s_prev = state[_SYP]
-    ph0 = state[_PH0]
+    p, idx, dt, rate_prev, pm_prev, s_prev, ph0 = _mod_load(state)
     for i in range(n):
-        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
-        dpm = pmi - pm_prev
-        dpm -= math.floor(dpm + 0.5)
-        rate = dt + dpm
+        pmi, dpm, rate = _pm_step(pm[i], pm_depth[i], pm_prev, dt)
         a = _wrap(p + pm_prev)
         if rate != rate_prev:
             # slope change at the previous sample's instant
@@ -995,12 +1000,7 @@ def saw_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, state):
         pm_prev = pmi
         s_prev = sc
         dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
-    state[_PH] = p
-    state[_IX] = idx
-    state[_DT] = dt
-    state[_RATE] = rate_prev
-    state[_PMP] = pm_prev
-    state[_SYP] = s_prev
+    _mod_store(state, p, idx, dt, rate_prev, pm_prev, s_prev)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -1026,18 +1026,9 @@ def triangle_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, stat
     slope change.
     """
     inv_sr = 1.0 / sr
-    p = state[_PH]
-    idx = int(state[_IX]) & _MASK
-    dt = state[_DT]
-    rate_prev = state[_RATE]
-    pm_prev = state[_PMP]
-    s_prev = state[_SYP]
-    ph0 = state[_PH0]
+    p, idx, dt, rate_prev, pm_prev, s_prev, ph0 = _mod_load(state)
     for i in range(n):
-        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
-        dpm = pmi - pm_prev
-        dpm -= math.floor(dpm + 0.5)
-        rate = dt + dpm
+        pmi, dpm, rate = _pm_step(pm[i], pm_depth[i], pm_prev, dt)
         a = _wrap(p + pm_prev)
         if rate != rate_prev:
             _add_kink(state, idx, _tri_slope(a) * (rate - rate_prev))
@@ -1068,12 +1059,7 @@ def triangle_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, sr, stat
         pm_prev = pmi
         s_prev = sc
         dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
-    state[_PH] = p
-    state[_IX] = idx
-    state[_DT] = dt
-    state[_RATE] = rate_prev
-    state[_PMP] = pm_prev
-    state[_SYP] = s_prev
+    _mod_store(state, p, idx, dt, rate_prev, pm_prev, s_prev)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -1105,20 +1091,11 @@ def pulse_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, pw, sr, sta
         pw: float32 duty cycle per sample, clamped to [0.01, 0.99].
     """
     inv_sr = 1.0 / sr
-    p = state[_PH]
-    idx = int(state[_IX]) & _MASK
-    dt = state[_DT]
-    pm_prev = state[_PMP]
-    s_prev = state[_SYP]
-    ph0 = state[_PH0]
+    p, idx, dt, rate, pm_prev, s_prev, ph0 = _mod_load(state)
     w_prev = _pw(state[_PWP])
-    rate = state[_RATE]
     for i in range(n):
         w = _pw(pw[i])
-        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
-        dpm = pmi - pm_prev
-        dpm -= math.floor(dpm + 0.5)
-        rate = dt + dpm
+        pmi, dpm, rate = _pm_step(pm[i], pm_depth[i], pm_prev, dt)
         a = _wrap(p + pm_prev)
         sc = _finite(sync[i])
         tau = _sync_time(s_prev, sc)
@@ -1146,12 +1123,7 @@ def pulse_mod_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, pw, sr, sta
         s_prev = sc
         w_prev = w
         dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
-    state[_PH] = p
-    state[_IX] = idx
-    state[_DT] = dt
-    state[_RATE] = rate
-    state[_PMP] = pm_prev
-    state[_SYP] = s_prev
+    _mod_store(state, p, idx, dt, rate, pm_prev, s_prev)
     state[_PWP] = w_prev
 
 

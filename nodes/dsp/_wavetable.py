@@ -32,17 +32,13 @@ from ._interp import hermite as _hermite
 from ._osc import (
     _BLEP,
     _BLEP_D,
-    _DT,
-    _IX,
     _MASK,
-    _PH,
-    _PH0,
-    _PMP,
-    _RATE,
     _RING,
-    _SYP,
     _add_residual,
     _finite,
+    _mod_load,
+    _mod_store,
+    _pm_step,
     _signed_rate,
     _sync_time,
     _wrap,
@@ -208,20 +204,11 @@ def wavetable_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, position, t
     levels = tables.shape[1]
     size = tables.shape[2] - 3
     inv_sr = 1.0 / sr
-    p = state[_PH]
-    idx = int(state[_IX]) & _MASK
-    dt = state[_DT]
-    pm_prev = state[_PMP]
-    s_prev = state[_SYP]
-    ph0 = state[_PH0]
-    rate = state[_RATE]
+    p, idx, dt, rate, pm_prev, s_prev, ph0 = _mod_load(state)
     lvl_rate = rate
     lvl = _level(abs(rate), levels)
     for i in range(n):
-        pmi = _wrap(float(pm[i]) * float(pm_depth[i]))
-        dpm = pmi - pm_prev
-        dpm -= math.floor(dpm + 0.5)
-        rate = dt + dpm
+        pmi, dpm, rate = _pm_step(pm[i], pm_depth[i], pm_prev, dt)
         if rate != lvl_rate:
             lvl_rate = rate
             lvl = _level(abs(rate), levels)
@@ -254,9 +241,4 @@ def wavetable_kernel(out, n, freq, fm, fm_depth, pm, pm_depth, sync, position, t
         pm_prev = pmi
         s_prev = sc
         dt = _signed_rate(float(freq[i]) + float(fm[i]) * float(fm_depth[i]), inv_sr)
-    state[_PH] = p
-    state[_IX] = idx
-    state[_DT] = dt
-    state[_PMP] = pm_prev
-    state[_SYP] = s_prev
-    state[_RATE] = rate
+    _mod_store(state, p, idx, dt, rate, pm_prev, s_prev)
