@@ -171,6 +171,51 @@ def test_mean_output_is_the_mean_of_the_distribution():
     np.testing.assert_allclose(m, d.mean(), rtol=1e-5)
 
 
+
+def test_feedback_shrinks_each_draw_towards_the_mean():
+    """feedback g: the network is fed mean + g (draw - mean), as a class; output: sample plays that, output: mean
+    still the mean. The draws themselves are the same as at g = 1 (one random number per sample)."""
+    model = _forced({60: 10.0, 190: 10.0})
+    d = wg.mu_law_decode(np.array([60, 190])).astype(np.float64)
+    mu = d.mean()
+    n = 2000
+
+    def gen(fb, mean=False):
+        return wg.generate(model, np.full(n, 220.0), -20.0, 0.0, 1.0, SR, seed=2, mean_out=mean, feedback=fb)
+
+    draws = gen(1.0)
+    assert set(np.unique(draws)) == set(d.astype(np.float32))
+    half = gen(0.5)
+    want = wg.mu_law_decode(wg.mu_law_encode(mu + 0.5 * (draws.astype(np.float64) - mu)))
+    np.testing.assert_array_equal(half, want)
+    assert len(np.unique(half)) == 2 and np.all(np.abs(half - mu) < np.abs(draws - mu))
+    np.testing.assert_array_equal(gen(0.0), np.full(n, wg.mu_law_decode(wg.mu_law_encode(mu))))
+    np.testing.assert_allclose(gen(0.5, mean=True), mu, rtol=1e-5)
+    np.testing.assert_array_equal(gen(np.nan), draws)  # NaN: the classic draw; out of range: clamped
+    np.testing.assert_array_equal(gen(7.0), draws)
+    np.testing.assert_array_equal(gen(-3.0), gen(0.0))
+
+
+def test_feedback_zero_feeds_the_network_its_own_mean():
+    """With feedback 0 every sample the network hears is the mean of the distribution it predicted for it:
+    teacher-forcing the generated signal gives back, at every sample, a distribution whose mean encodes to that
+    sample's class (a real network, whose distribution depends on what it is fed)."""
+    torch.manual_seed(3)
+    model = wg.build_model(dict(wg.PRESETS["tiny"], instruments=2, instrument_names=["a", "b"])).eval()
+    with torch.no_grad():  # a sharper head than random weights give, so the means wander over many classes
+        model.head2.weight.mul_(40.0)
+    n = 3000
+    _, pitch, loud, inst = _random_inputs(n, model.instruments, seed=4)
+    y = wg.generate(model, pitch, loud, inst, 1.0, SR, seed=5, feedback=0.0)
+    classes = wg.mu_law_encode(y)
+    assert len(np.unique(classes)) > 20  # a signal, not a constant
+    logp = wg.Generator(model, SR).teacher_forced(classes, pitch, loud, inst)
+    means = np.exp(logp.astype(np.float64)) @ wg.mu_law_decode(np.arange(wg.CLASSES)).astype(np.float64)
+    hit = wg.mu_law_encode(means) == classes
+    assert hit.mean() > 0.995 and np.all(np.abs(wg.mu_law_encode(means) - classes) <= 1)
+    other = wg.generate(model, pitch, loud, inst, 1.0, SR, seed=6, feedback=0.0)
+    np.testing.assert_array_equal(other, y)  # deterministic: the seed no longer matters
+
 def _random_inputs(n, instruments, seed=0):
     rng = np.random.default_rng(seed)
     classes = rng.integers(0, 256, n)
@@ -287,8 +332,9 @@ def _gen(ck, note, seconds=1.5, temp=None):
     n = int(seconds * SR)
     temp = ck["validation"].get("eval_temperature", 1.0) if temp is None else temp
     mean = ck["validation"].get("eval_output") == "mean"  # measured as the patches play it (output: mean)
+    fb = ck["validation"].get("eval_feedback", 1.0)  # and at the node's default feedback
     return wg.generate(ck["model"], note["f0_curve"][:n], note["loud"][:n], note["inst"], temp, SR, seed=1,
-                       mean_out=mean)
+                       mean_out=mean, feedback=fb)
 
 
 @pytest.mark.parametrize("inst,pitch", [("saw", 55), ("bowed", 65), ("pluck", 60), ("pluck", 70), ("bell", 60)])

@@ -54,6 +54,7 @@ class GenTrainConfig:
     size: str = "small"
     period_taps: int | None = None  # None: the size's
     phase_harmonics: int = 2
+    channels: int = 0  # 0: the size's; else residual channels C, with skip and head 2C
     steps: int = 3000
     batch: int = 8
     segment: int = 2048
@@ -68,6 +69,7 @@ class GenTrainConfig:
     preemph: float = 0.0
     mean_output: bool = False
     temperature: float = 1.0
+    feedback: float = 1.0
     eval_velocity: int = 100
     seed: int = 0
     threads: int = 1
@@ -93,6 +95,8 @@ class GenTrainConfig:
             parts += ["--period-taps", str(self.period_taps)]
         if self.phase_harmonics != 2:
             parts += ["--phase-harmonics", str(self.phase_harmonics)]
+        if self.channels:
+            parts += ["--channels", str(self.channels)]
         if self.input_drift:
             parts += ["--input-drift", f"{self.input_drift:g}"]
         if self.gain_norm:
@@ -101,6 +105,8 @@ class GenTrainConfig:
             parts += ["--preemph", f"{self.preemph:g}"]
         if self.mean_output:
             parts += ["--mean-output"]
+        if self.feedback != 1.0:
+            parts += ["--feedback", f"{self.feedback:g}"]
         return " ".join(parts)
 
 
@@ -278,7 +284,7 @@ def note_pitch_cents(y, truth, sr, f0) -> tuple[float, float, str]:
 
 
 def evaluate_generation(model, notes_by_key: dict, names: list, heldout: list, velocity: int, temperature: float,
-                        seed: int = 0, log=print, mean_output: bool = False) -> dict:
+                        seed: int = 0, log=print, mean_output: bool = False, feedback: float = 1.0) -> dict:
     """Generate every (instrument, held-out pitch) note at ``velocity`` and measure pitch and timbre."""
     from .wavenet_gen import generate
 
@@ -291,7 +297,7 @@ def evaluate_generation(model, notes_by_key: dict, names: list, heldout: list, v
                 continue
             t0 = time.perf_counter()
             y = generate(model, note["f0_curve"], note["loud"], note["inst"], temperature, note["sr"], seed=seed,
-                         mean_out=mean_output)
+                         mean_out=mean_output, feedback=feedback)
             t_gen += time.perf_counter() - t0
             n_gen += y.size
             gens[(inst, p)] = y
@@ -355,6 +361,11 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     from .wavenet_gen import PRESETS, build_model, save_model
 
     torch.set_num_threads(int(cfg.threads))
+    if not 0.0 <= cfg.feedback <= 1.0:
+        raise ValueError(f"--feedback is between 0 and 1 (got {cfg.feedback:g})")
+    state_path = cfg.output + ".state.pt"
+    if cfg.eval_only and not os.path.isfile(state_path):  # before any data is rendered
+        raise ValueError(f"--eval-only needs the training state {state_path}")
     ensure_dataset(cfg, log)
     with open(os.path.join(cfg.data, "manifest.json"), encoding="utf-8") as fh:
         man = json.load(fh)
@@ -373,6 +384,10 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
         mcfg["period_input"] = int(cfg.period_taps)
     if not cfg.input_drift >= 0.0:
         raise ValueError("--input-drift is an offset bound >= 0")
+    if cfg.channels:
+        if cfg.channels < 1:
+            raise ValueError("--channels is a count >= 1")
+        mcfg.update(channels=int(cfg.channels), skip=2 * int(cfg.channels), head=2 * int(cfg.channels))
     if cfg.phase_harmonics != 2:
         mcfg["phase_harmonics"] = int(cfg.phase_harmonics)  # the model checks its range (1..16)
     if cfg.gain_norm:
@@ -414,7 +429,6 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
         model.train()
         return tot / (len(vset) * cfg.segment)
 
-    state_path = cfg.output + ".state.pt"
     history, start, best, bad, running, spent = [], 1, (math.inf, 0, None), 0, None, 0.0
     if (cfg.resume or cfg.eval_only) and os.path.isfile(state_path):
         st = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -438,8 +452,6 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     stopped = "steps"
     step = start - 1
     if cfg.eval_only:  # measure the saved state's best weights again (e.g. at another --temperature)
-        if start == 1:
-            raise ValueError(f"--eval-only needs the training state {state_path}")
         stopped = st.get("stopped", "steps")
         start = cfg.steps + 1
     prev_b = np.empty((cfg.batch, T), np.int64)
@@ -505,11 +517,12 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     by_key = {(n["instrument"], n["pitch"], n["velocity"]): n for n in test_notes + train_notes + valid_notes}
     hp = list(man.get("heldout_pitches") or heldout_pitches(_dataset_cfg_like(man)))
     ev = evaluate_generation(model, by_key, names, hp, cfg.eval_velocity, cfg.temperature, seed=cfg.seed, log=log,
-                             mean_output=cfg.mean_output)
+                             mean_output=cfg.mean_output, feedback=cfg.feedback)
     sps = ev["seconds_per_sample"]
     validation = {"valid_loss": round(best[0], 4), "best_step": best[1], "steps": step, "stopped": stopped,
                   "train_seconds": round(train_seconds, 1), "heldout_pitches": hp,
                   "eval_velocity": cfg.eval_velocity, "eval_temperature": cfg.temperature,
+                  "eval_feedback": cfg.feedback,
                   "eval_output": "mean" if cfg.mean_output else "sample",
                   "max_abs_cents": ev.get("max_abs_cents"), "within_25_cents": ev.get("within_25_cents"),
                   "notes_measured": len(ev["notes"]), "timbre_ratio_mean": ev.get("timbre_ratio_mean"),
@@ -561,6 +574,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="experimental: conditioning rows sin/cos of k x the fundamental's phase, k = 1..N (default "
                         "%(default)s, as shipped): a noise-free path to the waveform's shape; 8 measured no better "
                         "(docs/generators.md)")
+    p.add_argument("--channels", type=int, default=d.channels,
+                   help="residual channels C instead of the size's (skip and head channels 2C): cost per sample "
+                        "grows about as C squared (default: the size's, 24 for small)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--segment", type=int, default=d.segment, help="scored samples per excerpt")
@@ -586,6 +602,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="measure the final test with the node's output: mean (the mean of each drawn-from "
                         "distribution) instead of the drawn sample")
     p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature of the final test")
+    p.add_argument("--feedback", type=float, default=d.feedback,
+                   help="the node's feedback param in the final test: the network is fed mean + F x (draw - mean) "
+                        "(default %(default)g: the draw, the classic WaveNet; 0: the mean); the checkpoint records "
+                        "it and the node takes it as its default")
     p.add_argument("--eval-velocity", type=int, default=d.eval_velocity)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=d.threads)
@@ -599,10 +619,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_args(a) -> int:
-    fields = {f.name for f in dataclasses.fields(GenTrainConfig)}
-    cfg = GenTrainConfig(**{k: v for k, v in vars(a).items() if k in fields})
-    train(cfg)
-    return 0
+    from .traincli import check_counts, config_from_args, run_train
+
+    return run_train(train, config_from_args(GenTrainConfig, a),
+                     check_counts(a, ("steps", "batch", "segment", "eval_every", "threads")))
 
 
 def main(argv=None) -> int:

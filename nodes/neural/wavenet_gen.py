@@ -31,7 +31,11 @@ layers (``O(layers)``), in one numba kernel per block (:func:`wng_generate`):
 no Python per sample. Sampling: ``softmax(logits / temperature)``, the
 probability bias of Graves (2013) with ``bias = 1 / temperature - 1``, from the
 node's own xorshift32 generator kept in its state array, so the output does
-not depend on the block size and ``reset`` repeats it exactly.
+not depend on the block size and ``reset`` repeats it exactly. What the
+network is fed back is ``mean + feedback * (draw - mean)`` of the
+distribution drawn from (as a class): ``feedback`` 1 is the classic WaveNet,
+lower values shrink the sampling noise it hears without the pull towards
+the likeliest class that a low temperature has (docs/generators.md).
 
 Files: a ``patchlib-neural`` checkpoint (``nodes/neural/checkpoint.py``'s
 format, read with ``weights_only=True``) with ``arch: "wavenet_gen"``; its
@@ -502,7 +506,7 @@ def _push(state, v):
 
 
 @numba.njit(**_JIT)
-def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br,
+def wng_generate(out, n, pitch, loud, inst, temp, fb, sr, primer, mean_out, dil, emb_in, emb_inst, Wp, Wh, bc, M, Wr, br,
                  Ws, bs, W1, b1, W2, b2, gn, pre, nharm, state, queues, work):
     """Generate ``n`` samples into ``out[:n]`` (params per sample); ``state``, ``queues`` carried between calls.
 
@@ -511,6 +515,8 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
     of ``x / a``, ``a = s 10^(max(loudness, floor_db) / 20)``, and the output is ``a`` times them (clipped
     to -1..1); with pre-emphasis (``pre`` > 0) they are those of ``y[t] - pre y[t - 1]`` and the output is
     de-emphasised. ``mean_out``: the output is the mean of the distribution drawn from, not the draw.
+    ``fb`` (per sample, 0..1): the network is fed ``mean + fb (draw - mean)`` (as a class) instead of the draw:
+    1 is the classic WaveNet, 0 feeds the mean back; ``mean_out`` off plays that fed-back value.
     """
     Q = W2.shape[1]
     nper = M.shape[0] - emb_inst.shape[1] - local_rows(nharm)
@@ -529,6 +535,7 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
         if gn.size > 0:
             amp = gn[0] * 10.0 ** (max(loud[t], gn[1]) / 20.0)
         drawn = pp >= primer.size
+        mu = 0.0
         if not drawn:
             cls = _encode(primer[pp] / amp - pre * state[ST_DEEMPH])
             pp += 1
@@ -551,13 +558,20 @@ def wng_generate(out, n, pitch, loud, inst, temp, sr, primer, mean_out, dil, emb
                 if acc > u:
                     cls = k
                     break
+            g = fb[t]
+            if not g <= 1.0:  # also NaN
+                g = 1.0
+            elif g < 0.0:
+                g = 0.0
+            if mean_out or g < 1.0:  # the mean of the distribution drawn from
+                acc = 0.0
+                for k in range(Q):
+                    acc += work[k] * _DEC[k]
+                mu = acc / tot
+            if g < 1.0:  # shrink the draw towards the mean: what the network hears of its own sampling noise
+                cls = _encode(mu + g * (_decode(cls) - mu))
         v = _decode(cls)
-        o = v
-        if mean_out and drawn:  # the mean of the distribution drawn from (the draw drives the recursion)
-            acc = 0.0
-            for k in range(Q):
-                acc += work[k] * _DEC[k]
-            o = acc / tot
+        o = mu if mean_out and drawn else v
         if pre != 0.0:  # de-emphasis 1 / (1 - pre z^-1)
             o += pre * state[ST_DEEMPH]
             state[ST_DEEMPH] = o
@@ -609,7 +623,8 @@ def wng_teacher_forced(logp, classes, n, pitch, loud, inst, sr, dil, emb_in, emb
 
 
 class Generator:
-    """A model's kernel with its state: ``gen(out, n, pitch, loud, inst, temp)`` (numpy float arrays)."""
+    """A model's kernel with its state: ``gen(out, n, pitch, loud, inst, temp[, feedback])`` (numpy float arrays;
+    without ``feedback`` the draws are fed back, as in the classic WaveNet)."""
 
     def __init__(self, model, sample_rate: float, seed: int = 0, primer=None, mean_out=False):
         self.mean_out = bool(mean_out)
@@ -629,9 +644,13 @@ class Generator:
         s = (self.seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF
         self.state[ST_RNG] = float(s or 1)
 
-    def __call__(self, out, n, pitch, loud, inst, temp):
-        wng_generate(out, n, pitch, loud, inst, temp, self.sr, self.primer, self.mean_out, *self.w.args(), self.state, self.queues,
-                     self.work)
+    def __call__(self, out, n, pitch, loud, inst, temp, feedback=None):
+        if feedback is None:
+            if getattr(self, "_ones", np.zeros(0)).size < n:
+                self._ones = np.ones(n, _F)
+            feedback = self._ones
+        wng_generate(out, n, pitch, loud, inst, temp, feedback, self.sr, self.primer, self.mean_out, *self.w.args(),
+                     self.state, self.queues, self.work)
 
     def teacher_forced(self, classes, pitch, loud, inst):
         n = len(classes)
@@ -641,8 +660,10 @@ class Generator:
         return logp
 
 
-def generate(model, pitch, loud, inst, temp=1.0, sample_rate=16000.0, seed=0, primer=None, mean_out=False) -> np.ndarray:
-    """Generate ``len(pitch)`` samples for per-sample pitch (Hz), loudness (dB) and instrument arrays (or scalars)."""
+def generate(model, pitch, loud, inst, temp=1.0, sample_rate=16000.0, seed=0, primer=None, mean_out=False,
+             feedback=1.0) -> np.ndarray:
+    """Generate ``len(pitch)`` samples for per-sample pitch (Hz), loudness (dB) and instrument arrays (or scalars);
+    ``temp`` and ``feedback`` as the node's params."""
     n = len(pitch)
 
     def arr(v):
@@ -650,7 +671,7 @@ def generate(model, pitch, loud, inst, temp=1.0, sample_rate=16000.0, seed=0, pr
 
     g = Generator(model, sample_rate, seed, primer, mean_out)
     out = np.zeros(n, _F)
-    g(out, n, arr(pitch), arr(loud), arr(inst), arr(temp))
+    g(out, n, arr(pitch), arr(loud), arr(inst), arr(temp), arr(feedback))
     return out
 
 
@@ -680,18 +701,28 @@ class _ContractSettings:
 
 
 def _model_params(path: str, file: str) -> dict:
-    """The params a model decides: its instruments, and the temperature it was measured at as the default."""
+    """The params a model decides: its instruments, and the temperature and feedback it was measured at as the
+    defaults."""
     ck = load_checkpoint(path, file)
     cfg = ck["config"]
     names = cfg.get("instrument_names") or [str(i) for i in range(cfg["instruments"])]
     temp = float((ck.get("validation") or {}).get("eval_temperature", 1.0))
     temp = min(max(temp, 0.05), 2.0) if math.isfinite(temp) else 1.0
+    fb = float((ck.get("validation") or {}).get("eval_feedback", 1.0))
+    fb = min(max(fb, 0.0), 1.0) if math.isfinite(fb) else 1.0
     return {"instrument": Param(0.0, (0.0, float(max(1, len(names) - 1))), "",
                                 doc="instrument: " + ", ".join(f"{i} {n}" for i, n in enumerate(names))
                                     + "; between two indices the embeddings are interpolated"),
             "temperature": Param(temp, (0.05, 2.0), "", "exp",
                                  doc="softmax temperature (Graves' probability bias b = 1/T - 1); the default is "
-                                     "the temperature the model was measured at")}
+                                     "the temperature the model was measured at"),
+            "feedback": Param(fb, (0.0, 1.0), "", doc=_FEEDBACK_DOC + "; the default is the value the model was "
+                                                                     "measured at")}
+
+
+_FEEDBACK_DOC = ("how much of each draw's sampling noise the network hears: it is fed mean + feedback x (draw - "
+                 "mean) of the distribution it drew from; 1 the draw itself (the classic WaveNet), 0 the mean "
+                 "(deterministic)")
 
 
 @register("wavenet_gen")
@@ -707,11 +738,16 @@ class WaveNetGenNode(Node):
     and the instrument (a fractional index interpolates the instruments'
     embeddings). ``temperature`` scales the logits (Graves' probability bias
     ``b = 1/T - 1``: lower is cleaner and more deterministic, higher noisier;
-    its default is the temperature the model was measured at).
-    Sampling uses the node's own random generator (option ``seed``), so a
+    its default is the temperature the model was measured at). ``feedback``
+    sets how much of each draw's deviation from its distribution's mean
+    the network hears back: 1 feeds the draw (the classic WaveNet), 0 the
+    mean; in between, the sampling noise is shrunk without biasing the
+    signal, where a low temperature pulls the draws towards the likeliest
+    class. Sampling uses the node's own random generator (option ``seed``), so a
     render repeats exactly. ``output: mean`` (the default) plays the mean of
     each distribution drawn from while the draws drive the network, which
-    removes the sampling hiss; ``output: sample`` plays the draws themselves.
+    removes the sampling hiss; ``output: sample`` plays what the network is
+    fed (the draws themselves at ``feedback`` 1).
     A model trained with loudness normalisation follows ``loudness`` exactly:
     it generates the waveform at unit level and the node scales it (output
     clipped to -1..1). ``primer:`` plays an audio file first (as 8-bit
@@ -729,15 +765,16 @@ class WaveNetGenNode(Node):
         "instrument": Param(0.0, (0.0, 3.0), "", doc="instrument index (fractional: interpolated embeddings)"),
         "temperature": Param(1.0, (0.05, 2.0), "", "exp",
                              doc="softmax temperature (Graves' probability bias b = 1/T - 1)"),
+        "feedback": Param(1.0, (0.0, 1.0), "", doc=_FEEDBACK_DOC),
     }
     options = {
         "model": Option(None, kind="path", required=True, doc="wavenet_gen checkpoint relative to the patch's folder"),
         "seed": Option(0, kind=int, doc="seed of the sampling generator"),
         "primer": Option(None, kind="path", doc="audio file played through the network first (warms its queues)"),
         "output": Option("mean", choices=("mean", "sample"),
-                         doc="sample: play the drawn samples (the network's own sound, hiss included); mean: play "
-                             "the mean of each distribution drawn from (the draws still drive the network), which "
-                             "removes the sampling noise"),
+                         doc="sample: play what the network is fed (the drawn samples at feedback 1: its own "
+                             "sound, hiss included); mean: play the mean of each distribution drawn from (the draws "
+                             "still drive the network), which removes the sampling noise"),
     }
     contract_settings = _ContractSettings()
 
@@ -793,4 +830,4 @@ class WaveNetGenNode(Node):
 
     def process(self, n, t):
         p = self.par
-        self.gen(self.out["out"][0], n, p["pitch"], p["loudness"], p["instrument"], p["temperature"])
+        self.gen(self.out["out"][0], n, p["pitch"], p["loudness"], p["instrument"], p["temperature"], p["feedback"])
