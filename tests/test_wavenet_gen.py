@@ -62,15 +62,23 @@ def test_tiny_training_loss_falls_and_resume_repeats(tmp_path):
 
 
 def test_drift_and_phase_harmonics_train_and_are_recorded(tmp_path):
-    """--input-drift and --phase-harmonics: a tiny training with both learns (the loss falls), the checkpoint's
+    """--input-drift, --phase-harmonics, --channels and --feedback: a tiny training with both learns (the loss falls), the checkpoint's
     model has the extra phase rows and its command names both; a negative drift bound and 0 phase harmonics are refused."""
     data = _tiny_data(tmp_path)
-    res = train(_cfg(tmp_path, data, input_drift=0.2, phase_harmonics=4), log=lambda *a: None)
+    res = train(_cfg(tmp_path, data, input_drift=0.2, phase_harmonics=4, channels=6, feedback=0.25),
+                log=lambda *a: None)
     h = res["history"]
     assert h[-1]["valid_loss"] < h[0]["valid_loss"] - 0.3, h
     ck = wg.load_checkpoint(str(tmp_path / "g.pt"))
     assert ck["model"].harmonics == 4 and ck["model"].local == wg.local_rows(4) + 2  # tiny: two period rows
     assert "--phase-harmonics 4" in ck["train_command"] and "--input-drift 0.2" in ck["train_command"]
+    # --channels sets the residual channels (skip and head twice that); --feedback is measured and recorded
+    assert (ck["config"]["channels"], ck["config"]["skip"], ck["config"]["head"]) == (6, 12, 12)
+    assert ck["model"].macs_per_sample > wg.load_checkpoint(wg.TEST_MODEL)["model"].macs_per_sample
+    assert ck["validation"]["eval_feedback"] == 0.25 and "--feedback 0.25" in ck["train_command"]
+    assert "--channels 6" in ck["train_command"]
+    with pytest.raises(ValueError, match="feedback"):
+        train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), feedback=1.5), log=lambda *a: None)
     with pytest.raises(ValueError, match="input-drift"):
         train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), input_drift=-0.1), log=lambda *a: None)
     with pytest.raises(ValueError, match=r"phase_harmonics is 1\.\.16"):
