@@ -357,11 +357,10 @@ def test_shipped_heldout_pitch_within_25_cents(shipped_notes, inst, pitch):
     assert abs(cents) <= 25.0 and abs(truth) <= 25.0, (cents, truth)
 
 
-@pytest.mark.parametrize("inst,pitch", [("pluck", 65), ("bell", 55)])
+@pytest.mark.parametrize("inst,pitch", [("pluck", 65), ("bell", 55), ("saw", 65)])
 def test_shipped_timbre_nearer_its_instrument(shipped_notes, inst, pitch):
     """A generated note is nearer its own instrument's ground truth than half the distance between instruments
-    (the issue's timbre target; met by the pluck and the bell below MIDI 70, not by the bowed string or most saw
-    notes)."""
+    (the issue's timbre target; met by every pluck and bell note, 3 of the 5 saw and 2 of the 5 bowed notes)."""
     ck, notes = shipped_notes
     note = notes[(inst, pitch)]
     d = multires_log_spectral_distance(_gen(ck, note, seconds=2.0), note["audio"])
@@ -384,14 +383,14 @@ def test_shipped_free_run_does_not_drift_off_zero(shipped_notes):
 
 @pytest.mark.slow
 def test_shipped_all_heldout_pitch_timbre_and_speed(shipped_notes):
-    """Every instrument at every held-out pitch: what the shipped model measures (patches/models/README.md).
+    """Every instrument at every held-out pitch: what the shipped model measures (patches/models/README.md), as
+    the node plays it by default (temperature 1, feedback 0, output: mean; the same for any seed).
 
-    Every note is in tune (within 25 cents; measured over four seeds, the largest error is 8.8 cents). The
-    issue's timbre target (ratio < 0.5) is NOT met: it holds for every pluck note and the bell below MIDI 70
-    (0.50-0.51 there), for 4 of 20 saw notes and no bowed note (0.57-0.94: energy where their truths have
-    almost none; docs/generators.md). This guards what there is: every pluck under 0.5, at least 4 of the 5 bells, a mean
-    under 0.6 and none above 1 (as far from its truth as the other instruments are). The kernel runs at
-    least real time.
+    Every note is in tune (within 25 cents; the largest error is 13.5 cents, a pluck). The issue's timbre target
+    (ratio < 0.5) is met by 15 of the 20 notes: every bell and pluck, the saw at MIDI 55, 65 and 70 and the bowed
+    string at 50 and 55; NOT by the saw at 50 and 60 (0.51, 0.55) nor the bowed string at 60, 65 and 70
+    (0.53-0.57; docs/generators.md). This guards what there is: every bell and pluck under 0.5, at least 3 saw
+    and 2 bowed notes, a mean under 0.4 and none above 0.7. The kernel runs at least real time.
     """
     ck, notes = shipped_notes
     names = ck["config"]["instrument_names"]
@@ -407,9 +406,10 @@ def test_shipped_all_heldout_pitch_timbre_and_speed(shipped_notes):
         ratios[(inst, p)] = d / inter
     assert not bad, bad
     r = np.array(list(ratios.values()))
-    assert r.mean() < 0.6 and r.max() < 1.0, ratios
-    assert all(v < 0.5 for (inst, _), v in ratios.items() if inst == "pluck"), ratios
-    assert sum(v < 0.5 for (inst, _), v in ratios.items() if inst == "bell") >= 4, ratios
+    assert r.mean() < 0.4 and r.max() < 0.7, ratios
+    assert all(v < 0.5 for (inst, _), v in ratios.items() if inst in ("pluck", "bell")), ratios
+    assert sum(v < 0.5 for (inst, _), v in ratios.items() if inst == "saw") >= 3, ratios
+    assert sum(v < 0.5 for (inst, _), v in ratios.items() if inst == "bowed") >= 2, ratios
     g = wg.Generator(ck["model"], SR)
     out = np.zeros(SR, np.float32)
     a = [np.full(SR, v, np.float32) for v in (220.0, -25.0, 1.0, 1.0)]

@@ -34,8 +34,9 @@ node's own xorshift32 generator kept in its state array, so the output does
 not depend on the block size and ``reset`` repeats it exactly. What the
 network is fed back is ``mean + feedback * (draw - mean)`` of the
 distribution drawn from (as a class): ``feedback`` 1 is the classic WaveNet,
-lower values shrink the sampling noise it hears without the pull towards
-the likeliest class that a low temperature has (docs/generators.md).
+lower values shrink the sampling noise it hears around the mean, where a
+low temperature sharpens the distribution towards its likeliest class
+(docs/generators.md).
 
 Files: a ``patchlib-neural`` checkpoint (``nodes/neural/checkpoint.py``'s
 format, read with ``weights_only=True``) with ``arch: "wavenet_gen"``; its
@@ -741,9 +742,9 @@ class WaveNetGenNode(Node):
     its default is the temperature the model was measured at). ``feedback``
     sets how much of each draw's deviation from its distribution's mean
     the network hears back: 1 feeds the draw (the classic WaveNet), 0 the
-    mean; in between, the sampling noise is shrunk without biasing the
-    signal, where a low temperature pulls the draws towards the likeliest
-    class. Sampling uses the node's own random generator (option ``seed``), so a
+    mean; in between, each draw's deviation from the mean is shrunk (a low
+    temperature instead sharpens the distribution towards its likeliest
+    class). Sampling uses the node's own random generator (option ``seed``), so a
     render repeats exactly. ``output: mean`` (the default) plays the mean of
     each distribution drawn from while the draws drive the network, which
     removes the sampling hiss; ``output: sample`` plays what the network is
