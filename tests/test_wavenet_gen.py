@@ -417,3 +417,28 @@ def test_shipped_all_heldout_pitch_timbre_and_speed(shipped_notes):
     t0 = time.perf_counter()
     g(out, SR, *a)
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_the_node_plays_the_shipped_model_as_measured(tmp_path):
+    """The node's temperature and feedback defaults are the ones the checkpoint was measured at (1 and 0 for the
+    shipped model; 1 and 1 for a checkpoint that records none), and a patch without them plays exactly what
+    generate() gives at those values."""
+    import shutil
+
+    ck = wg.load_checkpoint(SHIPPED)
+    assert (ck["validation"]["eval_temperature"], ck["validation"]["eval_feedback"]) == (1.0, 0.0)
+    os.makedirs(tmp_path / "models")
+    shutil.copy(SHIPPED, tmp_path / "models" / "g.pt")
+    shutil.copy(wg.TEST_MODEL, tmp_path / "models" / "tiny.pt")
+    p = tmp_path / "p.yaml"
+    p.write_text("sample_rate: 16000\nnodes:\n  g: {type: wavenet_gen, model: models/g.pt, pitch: 220, "
+                 "loudness: -25, instrument: 3}\n  t: {type: wavenet_gen, model: models/tiny.pt}\n"
+                 "  m: {type: mix, in: [g, t], gains: [1, 0]}\nout: m\n")
+    spec = load_patch(str(p))
+    params = spec.nodes["g"].ports()[2]
+    assert (params["temperature"].default, params["feedback"].default) == (1.0, 0.0)
+    assert spec.nodes["t"].ports()[2]["feedback"].default == 1.0
+    y = Engine(spec, block_size=256).render(4000)[0]
+    want = wg.generate(ck["model"], np.full(4000, 220.0), -25.0, 3.0, 1.0, SR, seed=1234, mean_out=True,
+                       feedback=0.0)  # feedback 0: the seed does not matter
+    np.testing.assert_allclose(y, want, atol=1e-6)
