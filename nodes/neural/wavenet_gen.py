@@ -636,6 +636,7 @@ class Generator:
         self.queues = np.zeros((self.w.L, self.w.D, self.w.C), _F)
         self.work = self.w.scratch()
         self.primer = np.zeros(0, _F) if primer is None else np.ascontiguousarray(primer, _F)
+        self._ones = np.ones(0, _F)  # the feedback when none is given (grown on demand)
         self.reset()
 
     def reset(self):
@@ -647,7 +648,7 @@ class Generator:
 
     def __call__(self, out, n, pitch, loud, inst, temp, feedback=None):
         if feedback is None:
-            if getattr(self, "_ones", np.zeros(0)).size < n:
+            if self._ones.size < n:
                 self._ones = np.ones(n, _F)
             feedback = self._ones
         wng_generate(out, n, pitch, loud, inst, temp, feedback, self.sr, self.primer, self.mean_out, *self.w.args(),
@@ -701,6 +702,11 @@ class _ContractSettings:
         return {"model": os.path.relpath(TEST_MODEL, os.getcwd())}
 
 
+_FEEDBACK_DOC = ("how much of each draw's sampling noise the network hears: it is fed mean + feedback x (draw - "
+                 "mean) of the distribution it drew from; 1 the draw itself (the classic WaveNet), 0 the mean "
+                 "(deterministic)")
+
+
 def _model_params(path: str, file: str) -> dict:
     """The params a model decides: its instruments, and the temperature and feedback it was measured at as the
     defaults."""
@@ -719,11 +725,6 @@ def _model_params(path: str, file: str) -> dict:
                                      "the temperature the model was measured at"),
             "feedback": Param(fb, (0.0, 1.0), "", doc=_FEEDBACK_DOC + "; the default is the value the model was "
                                                                      "measured at")}
-
-
-_FEEDBACK_DOC = ("how much of each draw's sampling noise the network hears: it is fed mean + feedback x (draw - "
-                 "mean) of the distribution it drew from; 1 the draw itself (the classic WaveNet), 0 the mean "
-                 "(deterministic)")
 
 
 @register("wavenet_gen")
