@@ -126,6 +126,89 @@ def test_input_drift_offsets_the_whole_past_and_keeps_the_targets():
     assert np.array_equal(excerpt(note, s, T, 1, None, 0.0)[0], prev0)
 
 
+def test_input_shape_adds_a_periodic_error_to_the_whole_past():
+    """--input-shape: the input classes and the period input read the past plus a waveform on the note's
+    fundamental phase (its harmonics the given complex amplitudes), coded again to 8 bits; the targets stay clean."""
+    from nodes.neural.train_wavenet_gen import excerpt, shape_error
+
+    n, f0 = 4000, 200.0
+    x = (0.3 * np.sin(2 * np.pi * f0 * np.arange(n) / SR)).astype(np.float32)
+    c = wg.mu_law_encode(x)
+    phase = (f0 * np.arange(n) / SR + 0.1) % 1.0
+    note = {"classes": c, "dec": wg.mu_law_decode(c), "f0_curve": np.full(n, f0, np.float32),
+            "loud": np.full(n, -20.0, np.float32), "phase": phase, "sr": SR}
+    shape = np.array([0.0, 0.1j, 0.0, 0.05])  # harmonic 2 (sine phase) and 4 (cosine phase)
+    err = shape_error(note, 0, n, shape)
+    w = 2 * np.pi * phase
+    np.testing.assert_allclose(err, -0.1 * np.sin(2 * w) + 0.05 * np.cos(4 * w), atol=1e-12)
+    s, T = 1500, 1000
+    prev0, tgt0, cond0 = excerpt(note, s, T, period_input=1)
+    prev, tgt, cond = excerpt(note, s, T, period_input=1, drift=0.1, shape=shape)
+    assert np.array_equal(tgt, tgt0) and np.array_equal(tgt, c[s:s + T])
+    step = 0.03  # an 8-bit mu-law step near 0.5 is about 0.02
+    want = wg.mu_law_decode(prev0) + 0.1 + err[s - 1:s + T - 1]
+    np.testing.assert_allclose(wg.mu_law_decode(prev), want, atol=step)
+    period = int(round(SR / f0))  # the period row: one period back, with the same error (it is periodic)
+    np.testing.assert_allclose(cond[-1], cond0[-1] + 0.1 + err[s - period:s + T - period], atol=step)
+    np.testing.assert_array_equal(cond[:-1], cond0[:-1])
+    # an excerpt from the note's first sample: the silence before it is left silent but for the drift
+    prev_a, _, _ = excerpt(note, 0, T, period_input=1, shape=shape)
+    assert prev_a[0] == wg.CLASSES // 2
+    np.testing.assert_allclose(wg.mu_law_decode(prev_a[1:]), note["dec"][:T - 1] + err[:T - 1], atol=step)
+
+
+def test_self_feed_gives_the_network_its_own_teacher_forced_means():
+    """--self-feed (parallel scheduled sampling at feedback 0): a chosen excerpt's inputs become the classes of
+    the means the network predicted one sample earlier from the clean inputs, and its period row reads that same
+    past; the excerpts not chosen are left as they were."""
+    from nodes.neural.train_wavenet_gen import excerpt, period_rows, self_feed
+
+    n, f0 = 3000, 250.0
+    x = (0.4 * np.sin(2 * np.pi * f0 * np.arange(n) / SR) + 0.1 * np.sin(6 * np.pi * f0 * np.arange(n) / SR))
+    c = wg.mu_law_encode(x.astype(np.float32))
+    note = {"classes": c, "dec": wg.mu_law_decode(c), "f0_curve": np.full(n, f0, np.float32),
+            "loud": np.full(n, -20.0, np.float32), "phase": (f0 * np.arange(n) / SR) % 1.0, "sr": SR}
+    torch.manual_seed(1)
+    model = wg.build_model(dict(wg.PRESETS["tiny"], instruments=2, instrument_names=["a", "b"])).eval()
+    T, starts = 700, [900, 1600]
+    parts = [excerpt(note, s, T, period_input=2) for s in starts]  # the tiny preset: two period rows
+    prev = np.stack([p for p, _, _ in parts])
+    cond = np.stack([k for _, _, k in parts])
+    inst = np.array([0, 1])
+    prev0, cond0 = prev.copy(), cond.copy()
+    dec = torch.from_numpy(wg.mu_law_decode(np.arange(wg.CLASSES)).astype(np.float32))
+    self_feed(model, prev, cond, inst, [(note, s, 0.0, None) for s in starts], np.array([False, True]),
+              2, dec)
+    assert np.array_equal(prev[0], prev0[0]) and np.array_equal(cond[0], cond0[0])
+    with torch.no_grad():
+        lg = model(torch.from_numpy(prev0[1:]), torch.from_numpy(cond0[1:]), torch.from_numpy(inst[1:]))[0]
+    mu = (torch.softmax(lg, 0).T @ dec).numpy()
+    assert prev[1, 0] == prev0[1, 0] and np.array_equal(prev[1, 1:], wg.mu_law_encode(mu[:-1]))
+    assert not np.array_equal(prev[1], prev0[1])  # an untrained network's means are not the note
+    rows = period_rows(note, starts[1], prev[1], 2)
+    np.testing.assert_array_equal(cond[1, -rows.shape[0]:], rows)
+    np.testing.assert_array_equal(cond[1, :-rows.shape[0]], cond0[1, :-rows.shape[0]])  # phase, pitch, loudness
+
+
+def test_input_shape_self_feed_and_mean_loss_train_and_are_recorded(tmp_path):
+    """--input-shape, --self-feed and --mean-loss: a tiny training with all three learns (the loss falls; with
+    the mean loss the loss curve is still the cross-entropy), the command names them, and values out of range
+    are refused."""
+    data = _tiny_data(tmp_path)
+    res = train(_cfg(tmp_path, data, input_shape=0.05, self_feed=0.5, mean_loss=2.0, gain_norm=True),
+                log=lambda *a: None)
+    h = res["history"]
+    assert h[-1]["valid_loss"] < h[0]["valid_loss"] - 0.3, h
+    cmd = wg.load_checkpoint(str(tmp_path / "g.pt"))["train_command"]
+    assert "--self-feed 0.5" in cmd and "--mean-loss 2" in cmd and "--input-shape 0.05" in cmd
+    with pytest.raises(ValueError, match="input-shape"):
+        train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), input_shape=-0.1), log=lambda *a: None)
+    with pytest.raises(ValueError, match="self-feed"):
+        train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), self_feed=1.5), log=lambda *a: None)
+    with pytest.raises(ValueError, match="mean-loss"):
+        train(_cfg(tmp_path, data, output=str(tmp_path / "x.pt"), mean_loss=-1.0), log=lambda *a: None)
+
+
 def _forced(logits: dict, **cfg):
     """A tiny model whose head ignores its input: fixed logits (class -> value; the rest -50)."""
     torch.manual_seed(0)

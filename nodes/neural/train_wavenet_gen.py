@@ -13,6 +13,11 @@
   instrument) and is scored by cross-entropy on the last ``segment``
   samples (the first ones only fill the receptive field). Adam with
   exponential learning-rate decay; one torch thread (``--threads``).
+* **experimental** (off by default, measured no better: docs/generators.md):
+  ``--mean-loss W`` scores the mean of the predicted distribution too,
+  ``--self-feed P`` feeds excerpts the network's own teacher-forced means
+  (parallel scheduled sampling), ``--input-shape A`` adds a periodic error to
+  the past the network reads.
 * **checkpoints**: every ``--eval-every`` steps the validation loss is
   measured, the best weights kept, and the whole training state written to
   ``OUTPUT.state.pt`` (``--resume`` carries on from it, to the same result;
@@ -65,6 +70,9 @@ class GenTrainConfig:
     max_minutes: float = 0.0
     input_noise: int = 0
     input_drift: float = 0.0
+    input_shape: float = 0.0
+    self_feed: float = 0.0
+    mean_loss: float = 0.0
     gain_norm: bool = False
     preemph: float = 0.0
     mean_output: bool = False
@@ -99,6 +107,12 @@ class GenTrainConfig:
             parts += ["--channels", str(self.channels)]
         if self.input_drift:
             parts += ["--input-drift", f"{self.input_drift:g}"]
+        if self.input_shape:
+            parts += ["--input-shape", f"{self.input_shape:g}"]
+        if self.self_feed:
+            parts += ["--self-feed", f"{self.self_feed:g}"]
+        if self.mean_loss:
+            parts += ["--mean-loss", f"{self.mean_loss:g}"]
         if self.gain_norm:
             parts += ["--gain-norm"]
         if self.preemph:
@@ -155,6 +169,9 @@ def load_notes(root: str, split: str, names: list) -> list:
     return notes
 
 
+#: harmonics of the periodic input error of ``--input-shape``
+SHAPE_HARMONICS = 8
+
 #: loudness below this (dB) counts as this in the loudness normalisation (``--gain-norm``)
 GAIN_NORM_FLOOR_DB = -70.0
 
@@ -194,36 +211,96 @@ def recode(notes: list, gain_norm: dict | None, preemph: float = 0.0) -> list:
     return notes
 
 
-def excerpt(note: dict, s: int, T: int, period_input=0, jitter=None, drift=0.0, harmonics=2):
+def excerpt(note: dict, s: int, T: int, period_input=0, jitter=None, drift=0.0, harmonics=2, shape=None):
     """``(prev classes (T,), targets (T,), conditioning (rows, T))`` of ``note`` from sample ``s``.
 
     ``jitter``: ``T`` integers added to the input classes (the targets stay clean); ``drift``:
     an offset added to the whole past (the modelled signal's units) before it is coded again,
-    the slow error a free run makes that white jitter never shows. The period input
+    the slow error a free run makes that white jitter never shows; ``shape``: complex amplitudes
+    ``a_k`` of a periodic error added to the past as well, ``Re sum_k a_k exp(i 2 pi k phase)``
+    (``k = 1..K``, on the note's fundamental phase): a waveform whose harmonics are off, the error a
+    free run locked on the wrong limit cycle makes (:func:`shape_error`). The period input
     (``period_input``) reads the same, jittered and offset, past as the network's input. ``harmonics``:
     the phase harmonics of the conditioning (the model's ``phase_harmonics``).
     """
-    from .wavenet_gen import CLASSES, local_conditioning, mu_law_decode, mu_law_encode, period_offsets, period_row
+    from .wavenet_gen import CLASSES, local_conditioning, mu_law_decode, mu_law_encode
 
     c = note["classes"]
     prev = np.empty(T, np.int64)
     prev[0] = c[s - 1] if s > 0 else CLASSES // 2
     prev[1:] = c[s:s + T - 1]
-    if drift:
-        prev = mu_law_encode(mu_law_decode(prev) + drift)
+    if drift or shape is not None:
+        v = mu_law_decode(prev) + drift
+        if shape is not None:
+            v[1 if s == 0 else 0:] += shape_error(note, max(s - 1, 0), s + T - 1, shape)
+        prev = mu_law_encode(v)
     if jitter is not None:
         prev = np.clip(prev + jitter, 0, CLASSES - 1)
     f0 = note["f0_curve"][s:s + T]
     cond, _ = local_conditioning(f0, note["loud"][s:s + T], note["sr"], phase=note["phase"][s:s + T],
                                  harmonics=harmonics)
     if period_input:
-        before = note["dec"][:max(s - 1, 0)]
-        if drift:
-            before = mu_law_decode(mu_law_encode(before + drift))
-        past = np.concatenate([before, mu_law_decode(prev)[0 if s > 0 else 1:]])
-        cond = np.concatenate([cond] + [period_row(past, f0, note["sr"], s, o)[None]
-                                        for o in period_offsets(period_input)])
+        cond = np.concatenate([cond, period_rows(note, s, prev, period_input, drift, shape)])
     return prev, c[s:s + T], cond
+
+
+def shape_error(note: dict, a: int, b: int, shape) -> np.ndarray:
+    """``Re sum_k shape[k-1] exp(i 2 pi k phase[t])`` for samples ``t = a..b-1`` of ``note`` (its fundamental's phase)."""
+    w = np.exp(2j * np.pi * np.asarray(note["phase"][a:b], np.float64))
+    out = np.zeros(b - a)
+    z = np.ones(b - a, complex)
+    for amp in shape:
+        z = z * w
+        out += (amp * z).real
+    return out
+
+
+def period_rows(note: dict, s: int, prev: np.ndarray, period_input: int, drift: float = 0.0,
+                shape=None) -> np.ndarray:
+    """The period input's rows of an excerpt from sample ``s`` whose input classes are ``prev``.
+
+    The past before the excerpt is the note's own (offset by ``drift`` and ``shape``, as :func:`excerpt`'s,
+    over the last ``HIST`` samples, as far back as the period input reads); inside it, the past is what
+    ``prev`` holds, so the rows read the same past as the network's input.
+    """
+    from .wavenet_gen import HIST, mu_law_decode, mu_law_encode, period_offsets, period_row
+
+    f0 = note["f0_curve"][s:s + prev.size]
+    before = note["dec"][:max(s - 1, 0)]
+    if shape is not None:
+        lo = max(0, before.size - HIST)
+        before = before.copy()
+        before[lo:] = mu_law_decode(mu_law_encode(before[lo:] + drift + shape_error(note, lo, before.size, shape)))
+    elif drift:
+        before = mu_law_decode(mu_law_encode(before + drift))
+    past = np.concatenate([before, mu_law_decode(prev)[0 if s > 0 else 1:]])
+    return np.stack([period_row(past, f0, note["sr"], s, o) for o in period_offsets(period_input)])
+
+
+def self_feed(model, prev, cond, inst, picked, sel, period_input, dec) -> None:
+    """Parallel scheduled sampling (Duckworth et al. 2019) for the feedback-0 free run, in place.
+
+    The excerpts ``sel`` of the batch get, as input, what a free run at feedback 0 feeds back: the
+    mean of the distribution the network predicted (teacher-forced, without gradient) one sample
+    earlier, as a class; their period rows are read again from that past.
+    """
+    import torch
+
+    from .wavenet_gen import mu_law_encode
+
+    idx = np.flatnonzero(sel)
+    if idx.size == 0:
+        return
+    with torch.no_grad():
+        lg = model(torch.from_numpy(prev[idx]), torch.from_numpy(cond[idx]), torch.from_numpy(inst[idx]))
+        mu = (torch.softmax(lg, dim=1).transpose(1, 2) @ dec).numpy()
+    rows = cond.shape[1]
+    for j, b in enumerate(idx):
+        prev[b, 1:] = mu_law_encode(mu[j, :-1])
+        if period_input:
+            note, s, drift, shape = picked[b]
+            pr = period_rows(note, s, prev[b], period_input, drift, shape)
+            cond[b, rows - pr.shape[0]:] = pr
 
 
 def fundamental_phase(x: np.ndarray, f0: float, sr: float) -> np.ndarray:
@@ -358,7 +435,7 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
 
     from patchlib.dataset import heldout_pitches
 
-    from .wavenet_gen import PRESETS, build_model, save_model
+    from .wavenet_gen import CLASSES, PRESETS, build_model, mu_law_decode, save_model
 
     torch.set_num_threads(int(cfg.threads))
     if not 0.0 <= cfg.feedback <= 1.0:
@@ -384,6 +461,12 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
         mcfg["period_input"] = int(cfg.period_taps)
     if not cfg.input_drift >= 0.0:
         raise ValueError("--input-drift is an offset bound >= 0")
+    if not cfg.input_shape >= 0.0:
+        raise ValueError(f"--input-shape is an amplitude bound >= 0 (got {cfg.input_shape:g})")
+    if not 0.0 <= cfg.self_feed <= 1.0:
+        raise ValueError(f"--self-feed is a probability, 0..1 (got {cfg.self_feed:g})")
+    if not cfg.mean_loss >= 0.0:
+        raise ValueError(f"--mean-loss is a weight >= 0 (got {cfg.mean_loss:g})")
     if cfg.channels:
         if cfg.channels < 1:
             raise ValueError("--channels is a count >= 1")
@@ -458,6 +541,8 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     tgt_b = np.empty((cfg.batch, T), np.int64)
     cond_b = np.empty((cfg.batch, model.local, T), np.float32)
     inst_b = np.empty(cfg.batch, np.int64)
+    picked = [None] * cfg.batch  # (note, start, drift) of each excerpt, for --self-feed
+    dec_t = torch.from_numpy(mu_law_decode(np.arange(CLASSES)).astype(np.float32))
     model.train()
     for step in range(start, cfg.steps + 1):
         for b in range(cfg.batch):
@@ -468,18 +553,30 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
                 k = int(rng.integers(0, cfg.input_noise + 1))
                 jitter = rng.integers(-k, k + 1, T) if k else None
             drift = float(rng.uniform(-cfg.input_drift, cfg.input_drift)) if cfg.input_drift else 0.0
-            prev_b[b], tgt_b[b], cond_b[b] = excerpt(note, s, T, pi, jitter, drift, nh)
+            shape = None
+            if cfg.input_shape:  # a periodic error: SHAPE_HARMONICS harmonics, amplitudes 0..A, random phases
+                shape = rng.uniform(0, cfg.input_shape, SHAPE_HARMONICS) * np.exp(
+                    2j * np.pi * rng.random(SHAPE_HARMONICS))
+            prev_b[b], tgt_b[b], cond_b[b] = excerpt(note, s, T, pi, jitter, drift, nh, shape)
             inst_b[b] = note["inst"]
+            picked[b] = (note, s, drift, shape)
+        if cfg.self_feed:
+            self_feed(model, prev_b, cond_b, inst_b, picked, rng.random(cfg.batch) < cfg.self_feed, pi, dec_t)
         lg = model(torch.from_numpy(prev_b), torch.from_numpy(cond_b), torch.from_numpy(inst_b))
-        loss = F.cross_entropy(lg[:, :, warm:], torch.from_numpy(tgt_b[:, warm:]))
+        tgt = torch.from_numpy(tgt_b[:, warm:])
+        loss = ce = F.cross_entropy(lg[:, :, warm:], tgt)
+        if cfg.mean_loss:  # the mean of the predicted distribution, scored as a prediction of the sample
+            mu = torch.softmax(lg[:, :, warm:], dim=1).transpose(1, 2) @ dec_t
+            x = dec_t[tgt]
+            loss = loss + cfg.mean_loss * torch.sum((mu - x) ** 2) / torch.sum(x ** 2).clamp_min(1e-6)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        v = float(loss.detach())
-        if not math.isfinite(v):
-            raise RuntimeError(f"training diverged at step {step} (loss {v}); lower --lr")
+        v, total = float(ce.detach()), float(loss.detach())  # the loss curve is the cross-entropy
+        if not math.isfinite(total):
+            raise RuntimeError(f"training diverged at step {step} (loss {total}); lower --lr")
         running = v if running is None else 0.98 * running + 0.02 * v
         bar.update(1)
         if step % 5 == 0 or step == start:
@@ -592,6 +689,21 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="offset the whole input past by up to D (uniform in -D..D per excerpt, in the modelled "
                         "signal's units, targets clean): teaches the network to pull a free run's slow drift back "
                         "to zero (default %(default)s: off)")
+    p.add_argument("--input-shape", type=float, default=d.input_shape,
+                   help=f"experimental: add to the input past a periodic error on the note's fundamental: harmonics 1..{SHAPE_HARMONICS}, "
+                        "each of amplitude 0..A (uniform, modelled signal's units) and random phase, per excerpt; "
+                        "targets clean: teaches the network to pull a free run that locked on a wrongly shaped "
+                        "waveform back to the instrument's; measured worse, more so the larger A "
+                        "(docs/generators.md; default %(default)g: off)")
+    p.add_argument("--self-feed", type=float, default=d.self_feed,
+                   help="experimental: probability (per excerpt) that its input is what a free run at feedback 0 feeds back: "
+                        "the mean the network predicted one sample earlier, teacher-forced (parallel scheduled "
+                        "sampling); measured: the saw better, the bowed string worse (docs/generators.md; default "
+                        "%(default)g: off)")
+    p.add_argument("--mean-loss", type=float, default=d.mean_loss,
+                   help="experimental: weight of a second loss: the squared error of the predicted distribution's mean (what "
+                        "the node plays at output mean) over the target's power; measured: the saw better, the "
+                        "bowed string worse (docs/generators.md; default %(default)g: off)")
     p.add_argument("--gain-norm", action="store_true",
                    help="loudness normalisation: the network models x / (s 10^(loudness / 20)) and the kernel "
                         "multiplies its output back, so the level follows the loudness param exactly")
