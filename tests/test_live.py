@@ -11,7 +11,6 @@ import pytest
 from patchlib import load_patch
 from patchlib.live import EditError, LiveSession, measure_edits
 from patchlib.realtime import ManualClock, Player, make_engine
-from patchlib.takeover import plan_takeover
 
 SR = 48000
 B = 256

@@ -21,7 +21,7 @@
   adds ``W`` times the L1 distance of the log of its average power spectrum
   over the crop (windows 512 and 256) from the log of the same mix of the
   two ends' average power spectra (both decoded with crop i's conditioning
-  and noise, held fixed); ``W`` ramps in with ``beta``. The ends get no
+  and noise, held fixed); ``W`` ramps in over the ``--anneal`` steps, as ``beta`` does. The ends get no
   gradient from it (the decoder, though, is shared: at the highest pitches
   it cost reconstruction quality); it bends the latent space so a straight
   line between two timbres is a crossfade of their power spectra, along
@@ -423,8 +423,9 @@ def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table:
 
 
 def morph_ramp(step: int, start: int, anneal: int) -> float:
-    """The ``--morph`` term's share of its weight at ``step``: 0 up to ``start`` (``--morph-from``), then
-    rising linearly over ``anneal`` steps (so from step 0 it ramps in with beta, as it always did)."""
+    """A term's share of its weight at ``step``: 0 up to ``start``, then rising linearly over ``anneal`` steps.
+
+    ``--morph`` starts at ``--morph-from``; ``--interp`` at 0, so it ramps in as beta does."""
     if step <= start:
         return 0.0
     return min(1.0, (step - start) / anneal) if anneal > 0 else 1.0
@@ -697,7 +698,7 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         li = None
         if cfg.interp > 0:
             li = interp_loss(model, z, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
-            loss = loss + cfg.interp * (beta / cfg.beta if cfg.beta > 0 else 1.0) * li  # ramps in with beta
+            loss = loss + cfg.interp * morph_ramp(step, 0, cfg.anneal) * li  # ramps in as beta does
         lm = None
         wm = cfg.morph * morph_ramp(step, cfg.morph_from, cfg.anneal)
         if wm > 0:
