@@ -245,7 +245,7 @@ def excerpt(note: dict, s: int, T: int, period_input=0, jitter=None, drift=0.0, 
 
 
 def shape_error(note: dict, a: int, b: int, shape) -> np.ndarray:
-    """``Re sum_k shape[k-1] exp(i 2 pi k phase[t])`` for samples ``t = a..b-1`` of ``note`` (its fundamental's phase)."""
+    """``Re sum_k shape[k-1] exp(i 2 pi k phase[t])`` for samples ``t = a..b-1``, on ``note``'s fundamental phase."""
     w = np.exp(2j * np.pi * np.asarray(note["phase"][a:b], np.float64))
     out = np.zeros(b - a)
     z = np.ones(b - a, complex)
@@ -690,20 +690,20 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                         "signal's units, targets clean): teaches the network to pull a free run's slow drift back "
                         "to zero (default %(default)s: off)")
     p.add_argument("--input-shape", type=float, default=d.input_shape,
-                   help=f"experimental: add to the input past a periodic error on the note's fundamental: harmonics 1..{SHAPE_HARMONICS}, "
-                        "each of amplitude 0..A (uniform, modelled signal's units) and random phase, per excerpt; "
-                        "targets clean: teaches the network to pull a free run that locked on a wrongly shaped "
-                        "waveform back to the instrument's; measured worse, more so the larger A "
-                        "(docs/generators.md; default %(default)g: off)")
+                   help="experimental: add to the input past a periodic error on the note's fundamental: "
+                        f"harmonics 1..{SHAPE_HARMONICS}, each of amplitude 0..A (uniform, modelled signal's units) "
+                        "and random phase, per excerpt; targets clean: teaches the network to pull a free run that "
+                        "locked on a wrongly shaped waveform back to the instrument's; measured worse, more so the "
+                        "larger A (docs/generators.md; default %(default)g: off)")
     p.add_argument("--self-feed", type=float, default=d.self_feed,
-                   help="experimental: probability (per excerpt) that its input is what a free run at feedback 0 feeds back: "
-                        "the mean the network predicted one sample earlier, teacher-forced (parallel scheduled "
-                        "sampling); measured: the saw better, the bowed string worse (docs/generators.md; default "
-                        "%(default)g: off)")
+                   help="experimental: probability (per excerpt) that its input is what a free run at feedback 0 "
+                        "feeds back: the mean the network predicted one sample earlier, teacher-forced (parallel "
+                        "scheduled sampling); measured: the saw better, the bowed string worse "
+                        "(docs/generators.md; default %(default)g: off)")
     p.add_argument("--mean-loss", type=float, default=d.mean_loss,
-                   help="experimental: weight of a second loss: the squared error of the predicted distribution's mean (what "
-                        "the node plays at output mean) over the target's power; measured: the saw better, the "
-                        "bowed string worse (docs/generators.md; default %(default)g: off)")
+                   help="experimental: weight of a second loss: the squared error of the predicted distribution's "
+                        "mean (what the node plays at output mean) over the target's power; measured: the saw "
+                        "better, the bowed string worse (docs/generators.md; default %(default)g: off)")
     p.add_argument("--gain-norm", action="store_true",
                    help="loudness normalisation: the network models x / (s 10^(loudness / 20)) and the kernel "
                         "multiplies its output back, so the level follows the loudness param exactly")
