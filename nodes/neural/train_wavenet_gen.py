@@ -541,7 +541,7 @@ def train(cfg: GenTrainConfig, log=print) -> dict:
     tgt_b = np.empty((cfg.batch, T), np.int64)
     cond_b = np.empty((cfg.batch, model.local, T), np.float32)
     inst_b = np.empty(cfg.batch, np.int64)
-    picked = [None] * cfg.batch  # (note, start, drift) of each excerpt, for --self-feed
+    picked = [None] * cfg.batch  # (note, start, drift, shape) of each excerpt, for --self-feed
     dec_t = torch.from_numpy(mu_law_decode(np.arange(CLASSES)).astype(np.float32))
     model.train()
     for step in range(start, cfg.steps + 1):
