@@ -261,9 +261,9 @@ def test_morph_from_leaves_the_term_off_until_its_step_then_ramps_it_in(tmp_path
     step is refused."""
     from nodes.neural import train_vae
 
-    assert [train_vae.morph_ramp(s, 10, 20) for s in (0, 10, 11, 20, 30, 31, 99)] == [0, 0, 0.05, 0.5, 1, 1, 1]
+    assert [train_vae.term_ramp(s, 10, 20) for s in (0, 10, 11, 20, 30, 31, 99)] == [0, 0, 0.05, 0.5, 1, 1, 1]
     # from step 0 it is beta's ramp, as before the option
-    assert [train_vae.morph_ramp(s, 0, 20) for s in (1, 10, 20, 40)] == [0.05, 0.5, 1, 1]
+    assert [train_vae.term_ramp(s, 0, 20) for s in (1, 10, 20, 40)] == [0.05, 0.5, 1, 1]
     root = _tiny_dataset(tmp_path)
     plain = np.array(train_vae.train(_tiny_cfg(root, str(tmp_path / "p.pt")))["history"])
     kw = dict(morph=0.5, morph_every=7, morph_loss="centroid", morph_from=24)

@@ -21,8 +21,8 @@
   adds ``W`` times the L1 distance of the log of its average power spectrum
   over the crop (windows 512 and 256) from the log of the same mix of the
   two ends' average power spectra (both decoded with crop i's conditioning
-  and noise, held fixed); ``W`` ramps in over the ``--anneal`` steps, as ``beta`` does. The ends get no
-  gradient from it (the decoder, though, is shared: at the highest pitches
+  and noise, held fixed); ``W`` ramps in over the ``--anneal`` steps, as
+  ``beta`` does. The ends get no gradient from it (the decoder, though, is shared: at the highest pitches
   it cost reconstruction quality); it bends the latent space so a straight
   line between two timbres is a crossfade of their power spectra, along
   which the spectral centroid ``((1 - a) M0 + a M1) / ((1 - a) E0 + a E1)``
@@ -422,7 +422,7 @@ def morph_loss(model, points: np.ndarray | None, f0, loud, th, rng, span, table:
     return mix_loss(model, za, zb, a, f0[:h], lev[:, None].expand(h, T), th[:h], span, MIX_FLOOR)
 
 
-def morph_ramp(step: int, start: int, anneal: int) -> float:
+def term_ramp(step: int, start: int, anneal: int) -> float:
     """A term's share of its weight at ``step``: 0 up to ``start``, then rising linearly over ``anneal`` steps.
 
     ``--morph`` starts at ``--morph-from``; ``--interp`` at 0, so it ramps in as beta does."""
@@ -698,9 +698,9 @@ def train(cfg: VaeTrainConfig, log=print) -> dict:
         li = None
         if cfg.interp > 0:
             li = interp_loss(model, z, f0, loud, th, rng, slice(N - hop, cfg.crop * hop))
-            loss = loss + cfg.interp * morph_ramp(step, 0, cfg.anneal) * li  # ramps in as beta does
+            loss = loss + cfg.interp * term_ramp(step, 0, cfg.anneal) * li  # ramps in as beta does
         lm = None
-        wm = cfg.morph * morph_ramp(step, cfg.morph_from, cfg.anneal)
+        wm = cfg.morph * term_ramp(step, cfg.morph_from, cfg.anneal)
         if wm > 0:
             if pts is None or (step - 1) % cfg.morph_every == 0:
                 with torch.no_grad():
